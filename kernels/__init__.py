@@ -1,0 +1,1 @@
+"""Pallas kernels (installed as sharq_jax.kernels)."""
