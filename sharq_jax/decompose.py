@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 
 import jax
@@ -77,7 +78,7 @@ def quantize_backbone(xp: jax.Array, pattern: NMPattern, fmt: fbase.Format, *,
   """(mask, Q(mask ⊙ X')) with tensor scale 1, the backbone quantized densely."""
   mask = nm_mask(xp, pattern, name=name)
   sparse = jnp.where(mask, xp, 0.0)
-  return mask, fbase.quantize(sparse, fmt, tensor_scale=1.0, name=name)
+  return mask, fbase.quantize_unchecked(sparse, fmt, tensor_scale=1.0, name=name)
 
 
 @jax.tree_util.register_dataclass
@@ -125,17 +126,30 @@ def decompose(x: jax.Array, config: SharQConfig, *, name: str = "activation",
   """
   x = jnp.asarray(x).astype(jnp.float32)
   errors.check_finite(x, config.backbone.bad_input, name)
-  if pad:
-    x = errors.pad_last_axis(x, errors.padded_size(x.shape[-1], config.k_multiple))
-  else:
+  return decompose_unchecked(x, config, name=name, pad=pad)
+
+
+def decompose_unchecked(x: jax.Array, config: SharQConfig, *, name: str = "activation",
+                        pad: bool = False) -> Decomposition:
+  """`decompose` without the bad-input check: for callers that checked their input."""
+  x = jnp.asarray(x).astype(jnp.float32)
+  if not pad:
     errors.check_divisible(x.shape, config.k_multiple, name=name,
                            what="lcm of the mask group and block sizes")
+  return _decompose(x, config=config,
+                    k_padded=errors.padded_size(x.shape[-1], config.k_multiple))
+
+
+@functools.partial(jax.jit, static_argnames=("config", "k_padded"))
+def _decompose(x: jax.Array, *, config: SharQConfig, k_padded: int) -> Decomposition:
+  x = errors.pad_last_axis(x, k_padded)
   xp, s = scaled_input(x, config.tensor_scale)
-  mask, backbone = quantize_backbone(xp, config.pattern, config.backbone, name=name)
+  mask, backbone = quantize_backbone(xp, config.pattern, config.backbone, name="activation")
   if config.residual_source is ResidualSource.QUANTIZED_BACKBONE:
     reference = backbone.dequantize()
   else:
     reference = jnp.where(mask, xp, 0.0)
-  residual = fbase.quantize(xp - reference, config.residual, tensor_scale=1.0, name=name)
+  residual = fbase.quantize_unchecked(xp - reference, config.residual, tensor_scale=1.0,
+                            name="activation")
   return Decomposition(tensor_scale=s, mask=mask, backbone=backbone, residual=residual,
                        config=config)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from sharq_jax import errors
 from sharq_jax.methods import QuantizedWeight
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -30,6 +32,12 @@ def sharq_dot_reference(x: jax.Array, w: QuantizedWeight, *, bias=None, pad: boo
   if x.shape[-1] != w.logical_k:
     raise ValueError(f"{name}: x has K={x.shape[-1]} (shape {x.shape}) but the weight "
                      f"has K={w.logical_k}")
+  errors.check_finite(x, w.method.activation.bad_input, name)
+  return _reference(x, w, bias, pad=pad, name=name)
+
+
+@functools.partial(jax.jit, static_argnames=("pad", "name"))
+def _reference(x, w: QuantizedWeight, bias, *, pad: bool, name: str):
   paths, s = w.method.activation.paths(x, name=name, pad=pad)
   w_unscaled = w.unscaled()
   acc = None

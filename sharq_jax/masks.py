@@ -11,6 +11,7 @@ wins:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 import jax
@@ -98,7 +99,13 @@ def nm_mask(x: jax.Array, pattern: "NMPattern | str", *, name: str = "tensor") -
     ValueError: K is not a multiple of m (the message names `name` and the shape).
   """
   pattern = NMPattern.parse(pattern)
-  keep = unit_mask(x, pattern, name=name)
+  errors.check_divisible(jnp.shape(x), pattern.m, name=name, what=f"mask group m of {pattern}")
+  return _nm_mask(x, pattern=pattern)
+
+
+@functools.partial(jax.jit, static_argnames=("pattern",))
+def _nm_mask(x: jax.Array, *, pattern: NMPattern) -> jax.Array:
+  keep = unit_mask(x, pattern)
   return jnp.repeat(keep, pattern.unit, axis=-1).reshape(x.shape)
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 
+from sharq_jax import errors
 from sharq_jax import quantizers as qz
 from sharq_jax.decompose import ResidualSource, SharQConfig
 from sharq_jax.formats import HiF4, MXFP4, NVFP4
@@ -150,4 +152,12 @@ def fake_quant_weight(w: jax.Array, method: "str | Method", **kwargs) -> jax.Arr
 
 def fake_quant_activation(x: jax.Array, method: "str | Method", **kwargs) -> jax.Array:
   """X̂ (float32): activations quantized and dequantized by `method`."""
-  return get_method(method).activation.fake_quant(x, **kwargs)
+  method = get_method(method)
+  errors.check_finite(jnp.asarray(x), method.activation.bad_input,
+                      kwargs.get("name", "activation"))
+  return _fake_quant_activation(x, method, **kwargs)
+
+
+@functools.partial(jax.jit, static_argnames=("method", "name", "pad"))
+def _fake_quant_activation(x, method: Method, *, name: str = "activation", pad: bool = False):
+  return method.activation.fake_quant(x, name=name, pad=pad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -48,6 +49,9 @@ class QTensor:
 
   def dequantize(self, *, apply_tensor_scale: bool = True) -> jax.Array:
     """Float32 values; without the tensor scale when `apply_tensor_scale` is False."""
+    return _dequantize(self, apply_tensor_scale=apply_tensor_scale)
+
+  def _dequantize_unjitted(self, apply_tensor_scale: bool) -> jax.Array:
     kp = self.codes.shape[-1]
     blocks = self.codes.reshape(*self.codes.shape[:-1], kp // self.fmt.block_size,
                                 self.fmt.block_size)
@@ -72,3 +76,8 @@ class QTensor:
     """Average stored bits per logical element, scales included."""
     n_logical = self.codes.size // self.codes.shape[-1] * self.logical_k
     return sum(self.payload_bits().values()) / n_logical
+
+
+@functools.partial(jax.jit, static_argnames=("apply_tensor_scale",))
+def _dequantize(q: QTensor, *, apply_tensor_scale: bool) -> jax.Array:
+  return q._dequantize_unjitted(apply_tensor_scale)  # pylint: disable=protected-access

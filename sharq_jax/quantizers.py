@@ -37,7 +37,17 @@ def _trim(paths: tuple[jax.Array, ...], k: int) -> tuple[jax.Array, ...]:
 
 
 class ActivationQuantizer(abc.ABC):
-  """Maps activations to float32 paths in the X' domain plus the tensor scale."""
+  """Maps activations to float32 paths in the X' domain plus the tensor scale.
+
+  `paths` does not check for NaN/Inf itself: entry points (sharq_dot,
+  methods.fake_quant_activation) check once with `bad_input` before staging.
+  """
+
+  @property
+  def bad_input(self) -> errors.BadInput:
+    """The bad-input policy of the quantizer's format."""
+    fmt = getattr(self, "fmt", None)
+    return fmt.bad_input if fmt is not None else errors.BadInput.NAN
 
   @abc.abstractmethod
   def paths(self, x: jax.Array, *, name: str = "activation", pad: bool = False) -> Paths:
@@ -69,7 +79,7 @@ class Dense(ActivationQuantizer):
   fmt: fbase.Format
 
   def paths(self, x, *, name="activation", pad=False):
-    q = fbase.quantize(x, self.fmt, pad=pad, name=name)
+    q = fbase.quantize_unchecked(x, self.fmt, pad=pad, name=name)
     return (q.dequantize(apply_tensor_scale=False),), q.tensor_scale
 
 
@@ -80,9 +90,13 @@ class SharQ(ActivationQuantizer):
   config: dec.SharQConfig
   sparse_only: bool = False
 
+  @property
+  def bad_input(self) -> errors.BadInput:
+    return self.config.backbone.bad_input
+
   def paths(self, x, *, name="activation", pad=False):
     k = jnp.shape(x)[-1]
-    d = dec.decompose(x, self.config, name=name, pad=pad)
+    d = dec.decompose_unchecked(x, self.config, name=name, pad=pad)
     paths = d.paths()[:1] if self.sparse_only else d.paths()
     return _trim(paths, k), d.tensor_scale
 
@@ -98,8 +112,9 @@ class DenseDense(ActivationQuantizer):
     k = jnp.shape(x)[-1]
     xp, s = dec.scaled_input(_prepare(x, self.fmt.block_size, name=name, pad=pad),
                              self.tensor_scale)
-    first = fbase.quantize_dequantize(xp, self.fmt, tensor_scale=1.0, name=name)
-    second = fbase.quantize_dequantize(xp - first, self.fmt, tensor_scale=1.0, name=name)
+    first = fbase.quantize_unchecked(xp, self.fmt, tensor_scale=1.0, name=name).dequantize()
+    second = fbase.quantize_unchecked(xp - first, self.fmt, tensor_scale=1.0,
+                                       name=name).dequantize()
     return _trim((first, second), k), s
 
 
@@ -136,8 +151,8 @@ class Prune(ActivationQuantizer):
     x = _prepare(x, math.lcm(self.pattern.m, self.fmt.block_size), name=name, pad=pad)
     xp, s = dec.scaled_input(x, self.tensor_scale)
     pruned = jnp.where(nm_mask(xp, self.pattern, name=name), xp, 0.0)
-    return _trim((fbase.quantize_dequantize(pruned, self.fmt, tensor_scale=1.0,
-                                            name=name),), k), s
+    q = fbase.quantize_unchecked(pruned, self.fmt, tensor_scale=1.0, name=name)
+    return _trim((q.dequantize(),), k), s
 
 
 class WeightQuantizer(abc.ABC):

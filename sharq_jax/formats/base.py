@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,17 @@ class Format(abc.ABC):
     """Inverse of encode_blocks without the tensor scale: float32 (..., nb, B)."""
 
 
+@functools.partial(jax.jit, static_argnames=("fmt", "k_padded"))
+def _quantize_blocks(x: jax.Array, tensor_scale, *, fmt: Format, k_padded: int):
+  """Jitted body of quantize: x is float32 (..., K); returns (codes, scales, s)."""
+  x = errors.pad_last_axis(x, k_padded)
+  s = fmt.tensor_scale(x, tensor_scale)
+  blocks = x.reshape(*x.shape[:-1], k_padded // fmt.block_size, fmt.block_size)
+  s_blocks = s[..., None] if s.ndim else s
+  codes, scales = fmt.encode_blocks(blocks, s_blocks)
+  return codes.reshape(x.shape), scales, s
+
+
 def quantize(x: jax.Array, fmt: Format, *, tensor_scale=None, pad: bool = False,
              name: str = "tensor") -> QTensor:
   """Quantizes x along its last axis in blocks of `fmt.block_size`.
@@ -76,18 +88,22 @@ def quantize(x: jax.Array, fmt: Format, *, tensor_scale=None, pad: bool = False,
   """
   x = jnp.asarray(x).astype(jnp.float32)
   errors.check_finite(x, fmt.bad_input, name)
+  return quantize_unchecked(x, fmt, tensor_scale=tensor_scale, pad=pad, name=name)
+
+
+def quantize_unchecked(x: jax.Array, fmt: Format, *, tensor_scale=None, pad: bool = False,
+                       name: str = "tensor") -> QTensor:
+  """`quantize` without the bad-input check: for callers that checked their input."""
+  x = jnp.asarray(x).astype(jnp.float32)
   k = x.shape[-1] if x.ndim else 0
-  if pad:
-    x = errors.pad_last_axis(x, errors.padded_size(k, fmt.block_size))
-  else:
+  if not pad:
     errors.check_divisible(x.shape, fmt.block_size, name=name,
                            what=f"{fmt.name} block size")
-  s = fmt.tensor_scale(x, tensor_scale)
-  blocks = x.reshape(*x.shape[:-1], x.shape[-1] // fmt.block_size, fmt.block_size)
-  s_blocks = s[..., None] if s.ndim else s
-  codes, scales = fmt.encode_blocks(blocks, s_blocks)
-  return QTensor(codes=codes.reshape(x.shape), scales=scales, tensor_scale=s, fmt=fmt,
-                 logical_k=k)
+  if tensor_scale is not None:
+    tensor_scale = jnp.asarray(tensor_scale, jnp.float32)
+  codes, scales, s = _quantize_blocks(x, tensor_scale, fmt=fmt,
+                                      k_padded=errors.padded_size(k, fmt.block_size))
+  return QTensor(codes=codes, scales=scales, tensor_scale=s, fmt=fmt, logical_k=k)
 
 
 def dequantize(q: QTensor, *, apply_tensor_scale: bool = True) -> jax.Array:

@@ -1,0 +1,1 @@
+"""Experiments: small functions in a name → function table (see experiments.registry)."""
