@@ -64,12 +64,13 @@ class SharQConfig:
     return math.lcm(self.pattern.m, self.backbone.block_size, self.residual.block_size)
 
 
-def scaled_input(x: jax.Array, use_tensor_scale: bool) -> tuple[jax.Array, jax.Array]:
-  """(X' = X / s, s) with the per-tensor NVFP4 global scale, or s = 1."""
+def scaled_input(x: jax.Array, use_tensor_scale: bool,
+                 given_scale: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """(X' = X / s, s) with the per-tensor NVFP4 global scale (or `given_scale`), or s = 1."""
   x = x.astype(jnp.float32)
   if not use_tensor_scale:
     return x, jnp.ones((), jnp.float32)
-  s = global_scale(x, ScaleGranularity.PER_TENSOR)
+  s = global_scale(x, ScaleGranularity.PER_TENSOR) if given_scale is None else given_scale
   return x / s, s
 
 
@@ -112,7 +113,7 @@ class Decomposition:
 
 
 def decompose(x: jax.Array, config: SharQConfig, *, name: str = "activation",
-              pad: bool = False) -> Decomposition:
+              pad: bool = False, tensor_scale: jax.Array | None = None) -> Decomposition:
   """Decomposes x (..., K) into a quantized N:M backbone and a quantized residual.
 
   Args:
@@ -120,30 +121,36 @@ def decompose(x: jax.Array, config: SharQConfig, *, name: str = "activation",
     config: mask, formats and options.
     name: names the layer in error messages.
     pad: zero-pad K to a multiple of `config.k_multiple` instead of raising.
+    tensor_scale: use this s instead of computing it from x (e.g. the scale of the
+      whole tensor when x is one shard of it); ignored when config.tensor_scale is off.
 
   Raises:
     ValueError: K is not a multiple of the mask group and both block sizes.
   """
   x = jnp.asarray(x).astype(jnp.float32)
   errors.check_finite(x, config.backbone.bad_input, name)
-  return decompose_unchecked(x, config, name=name, pad=pad)
+  return decompose_unchecked(x, config, name=name, pad=pad, tensor_scale=tensor_scale)
 
 
 def decompose_unchecked(x: jax.Array, config: SharQConfig, *, name: str = "activation",
-                        pad: bool = False) -> Decomposition:
+                        pad: bool = False,
+                        tensor_scale: jax.Array | None = None) -> Decomposition:
   """`decompose` without the bad-input check: for callers that checked their input."""
   x = jnp.asarray(x).astype(jnp.float32)
   if not pad:
     errors.check_divisible(x.shape, config.k_multiple, name=name,
                            what="lcm of the mask group and block sizes")
-  return _decompose(x, config=config,
+  if tensor_scale is not None:
+    tensor_scale = jnp.asarray(tensor_scale, jnp.float32)
+  return _decompose(x, tensor_scale, config=config,
                     k_padded=errors.padded_size(x.shape[-1], config.k_multiple))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "k_padded"))
-def _decompose(x: jax.Array, *, config: SharQConfig, k_padded: int) -> Decomposition:
+def _decompose(x: jax.Array, given_scale, *, config: SharQConfig,
+               k_padded: int) -> Decomposition:
   x = errors.pad_last_axis(x, k_padded)
-  xp, s = scaled_input(x, config.tensor_scale)
+  xp, s = scaled_input(x, config.tensor_scale, given_scale)
   mask, backbone = quantize_backbone(xp, config.pattern, config.backbone, name="activation")
   if config.residual_source is ResidualSource.QUANTIZED_BACKBONE:
     reference = backbone.dequantize()

@@ -39,6 +39,11 @@ def sharq_dot_reference(x: jax.Array, w: QuantizedWeight, *, bias=None, pad: boo
 @functools.partial(jax.jit, static_argnames=("pad", "name"))
 def _reference(x, w: QuantizedWeight, bias, *, pad: bool, name: str):
   paths, s = w.method.activation.paths(x, name=name, pad=pad)
+  return dot_paths(paths, s, w, bias=bias).astype(x.dtype)
+
+
+def dot_paths(paths, s, w: QuantizedWeight, *, bias=None) -> jax.Array:
+  """float32 Y = s·s_w · Σ_p (P_p · Ŵ'ᵀ) + b from already prepared activation paths."""
   w_unscaled = w.unscaled()
   acc = None
   for p in paths:
@@ -48,7 +53,7 @@ def _reference(x, w: QuantizedWeight, bias, *, pad: bool, name: str):
   y = acc * (s * w.scale())
   if bias is not None:
     y = y + jnp.asarray(bias).astype(jnp.float32)
-  return y.astype(x.dtype)
+  return y
 
 
 def sharq_dot(x: jax.Array, w: QuantizedWeight, *, bias=None,

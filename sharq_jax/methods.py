@@ -125,6 +125,10 @@ class QuantizedWeight:
     """The weight tensor scale s_w (float32)."""
     return self.method.weight.scale(self.data)
 
+  def nbytes(self) -> float:
+    """Bytes of the stored weight (packed codes + scales for quantized methods)."""
+    return self.method.weight.nbytes(self.data)
+
   def dequantize(self) -> jax.Array:
     """Ŵ = Ŵ' · s_w, float32 (N, K)."""
     return self.unscaled() * self.scale()

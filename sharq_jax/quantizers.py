@@ -49,6 +49,13 @@ class ActivationQuantizer(abc.ABC):
     fmt = getattr(self, "fmt", None)
     return fmt.bad_input if fmt is not None else errors.BadInput.NAN
 
+  @property
+  def k_multiple(self) -> int:
+    """K (and every shard of K) must be a multiple of this: whole blocks and groups."""
+    fmt = getattr(self, "fmt", None)
+    pattern = getattr(self, "pattern", None)
+    return math.lcm(fmt.block_size if fmt else 1, pattern.m if pattern else 1)
+
   @abc.abstractmethod
   def paths(self, x: jax.Array, *, name: str = "activation", pad: bool = False) -> Paths:
     """((P_1, …), s) with X ≈ s · Σ P_p; each P has x's shape, float32."""
@@ -93,6 +100,10 @@ class SharQ(ActivationQuantizer):
   @property
   def bad_input(self) -> errors.BadInput:
     return self.config.backbone.bad_input
+
+  @property
+  def k_multiple(self) -> int:
+    return self.config.k_multiple
 
   def paths(self, x, *, name="activation", pad=False):
     k = jnp.shape(x)[-1]
@@ -158,6 +169,16 @@ class Prune(ActivationQuantizer):
 class WeightQuantizer(abc.ABC):
   """Turns a weight (N, K) into stored data and reads it back without its scale."""
 
+  @property
+  def k_multiple(self) -> int:
+    """K (and every shard of K) must be a multiple of this."""
+    fmt = getattr(self, "fmt", None)
+    return fmt.block_size if fmt else 1
+
+  def nbytes(self, data) -> float:
+    """Stored bytes: the packed payload of a QTensor, else the array's own bytes."""
+    return float(data.nbytes)
+
   @abc.abstractmethod
   def quantize(self, w: jax.Array, *, name: str = "weight", pad: bool = False):
     """Stored form of w (an array or a QTensor)."""
@@ -195,6 +216,9 @@ class DenseWeight(WeightQuantizer):
 
   def quantize(self, w, *, name="weight", pad=False):
     return fbase.quantize(w, self.fmt, pad=pad, name=name)
+
+  def nbytes(self, data) -> float:
+    return float(data.nbytes())
 
   def unscaled(self, data):
     return data.dequantize(apply_tensor_scale=False)

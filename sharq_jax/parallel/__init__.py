@@ -1,0 +1,7 @@
+"""SPMD for SharQ: tensor/data-parallel layouts, validation, packed FP4 collectives."""
+
+from sharq_jax.parallel.collectives import (PackedActivation, all_gather_packed,
+                                            gather_bytes, pack_activation,
+                                            unpack_activation)
+from sharq_jax.parallel.layouts import (LinearKind, MeshAxes, linear_weight_specs,
+                                        shard_quantized_weight, validate_linear_layout)
