@@ -71,7 +71,7 @@ def scaled_input(x: jax.Array, use_tensor_scale: bool,
   if not use_tensor_scale:
     return x, jnp.ones((), jnp.float32)
   s = global_scale(x, ScaleGranularity.PER_TENSOR) if given_scale is None else given_scale
-  return x / s, s
+  return fbase.exact_divide(x, s), s
 
 
 def quantize_backbone(xp: jax.Array, pattern: NMPattern, fmt: fbase.Format, *,

@@ -12,6 +12,20 @@ from sharq_jax import errors
 from sharq_jax.qtensor import QTensor
 
 
+def exact_divide(a: jax.Array, b: jax.Array | float) -> jax.Array:
+  """f32(a / b), correctly rounded, as NUMERICS.md requires.
+
+  XLA's algebraic simplifier rewrites `a / constant` and `a / broadcast(b)` into a
+  multiplication by the float32 reciprocal, which is off by one ulp often enough to
+  move ties and scales (seen on CPU, jax 0.10.2). Hiding the broadcast divisor behind
+  an optimization barrier keeps a true division.
+  """
+  a = jnp.asarray(a, jnp.float32)
+  shape = jnp.broadcast_shapes(a.shape, jnp.shape(b))
+  divisor = jax.lax.optimization_barrier(jnp.broadcast_to(jnp.asarray(b, jnp.float32), shape))
+  return jnp.broadcast_to(a, shape) / divisor
+
+
 def finite_amax(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
   """max|x| over the finite entries only (0 where there are none)."""
   return jnp.max(jnp.where(jnp.isfinite(x), jnp.abs(x), 0.0), axis=axis,

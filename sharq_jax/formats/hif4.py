@@ -87,12 +87,13 @@ class HiF4(base.Format):
     v16 = jnp.max(mags.reshape(*mags.shape[:-1], 16, 4), axis=-1)
     v8 = jnp.max(v16.reshape(*v16.shape[:-1], 8, 2), axis=-1)
     vmax = jnp.max(v8, axis=-1, keepdims=True)
-    e6m2, e6m2_code = round_e6m2(vmax / 7.0)
+    e6m2, e6m2_code = round_e6m2(base.exact_divide(vmax, 7.0))
     e8 = (v8 >= 4.0 * e6m2).astype(jnp.int32)
     e8_per4 = jnp.repeat(e8, 2, axis=-1)
     e4 = (v16 >= 2.0 * e6m2 * _pow2(e8_per4)).astype(jnp.int32)
     group_scale = e6m2 * _pow2(e8_per4 + e4)  # (..., 16): exact power-of-two multiples
-    scaled = blocks.reshape(*blocks.shape[:-1], 16, 4) / group_scale[..., None]
+    scaled = base.exact_divide(blocks.reshape(*blocks.shape[:-1], 16, 4),
+                               group_scale[..., None])
     k = s1p2_index(scaled).astype(jnp.uint8)
     sign = jnp.signbit(scaled).astype(jnp.uint8)
     codes = ((sign << 3) | k).reshape(blocks.shape)

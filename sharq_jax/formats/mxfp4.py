@@ -57,7 +57,7 @@ class MXFP4(base.Format):
       mantissa, exp = jnp.frexp(amax)  # amax = mantissa·2^exp, mantissa in [0.5, 1)
       e = exp - 1 - E2M1_EMAX
     else:
-      mantissa, exp = jnp.frexp(amax / 6.0)
+      mantissa, exp = jnp.frexp(base.exact_divide(amax, 6.0))
       e = jnp.where(mantissa == 0.5, exp - 1, exp)  # exact powers of two stay put
     e = jnp.where(amax > 0, e, -E8M0_BIAS)
     return jnp.clip(e, -E8M0_BIAS, E8M0_BIAS).astype(jnp.int32)

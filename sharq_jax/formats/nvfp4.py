@@ -29,7 +29,7 @@ def global_scale(x: jax.Array, granularity: ScaleGranularity) -> jax.Array:
   """s = amax_finite / (448·6), or 1 where the amax is 0 (shape () or (..., 1))."""
   per_row = granularity is ScaleGranularity.PER_ROW
   amax = base.finite_amax(x, axis=-1 if per_row else None, keepdims=per_row)
-  return jnp.where(amax > 0, amax / TENSOR_SCALE_DIVISOR, 1.0).astype(jnp.float32)
+  return jnp.where(amax > 0, base.exact_divide(amax, TENSOR_SCALE_DIVISOR), 1.0).astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +62,11 @@ class NVFP4(base.Format):
 
   def encode_blocks(self, blocks, tensor_scale):
     amax = base.finite_amax(blocks, axis=-1, keepdims=True)
-    ratio = jnp.minimum(amax / (6.0 * tensor_scale), E4M3_MAX)
+    ratio = jnp.minimum(base.exact_divide(amax, 6.0 * tensor_scale), E4M3_MAX)
     d = ratio.astype(jnp.float8_e4m3fn).astype(jnp.float32)
     d = jnp.where((amax > 0) & (d == 0), E4M3_MIN_SUBNORMAL, d)
     denom = d * tensor_scale
-    scaled = jnp.where(d > 0, blocks / jnp.where(d > 0, denom, 1.0), 0.0)
+    scaled = jnp.where(d > 0, base.exact_divide(blocks, jnp.where(d > 0, denom, 1.0)), 0.0)
     codes = e2m1_round(scaled).astype(jnp.float4_e2m1fn)
     bad = base.has_bad_value(blocks, keepdims=True)
     scales = jnp.where(bad, jnp.nan, d).astype(jnp.float8_e4m3fn)
