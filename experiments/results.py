@@ -28,6 +28,17 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
   return "\n".join(lines)
 
 
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+  """Renders rows as a GitHub-flavoured markdown table (floats to 4 significant digits)."""
+
+  def cell(v):
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+  return "\n".join(lines)
+
+
 def run_metadata() -> dict[str, Any]:
   """Date, jax version and backend, recorded with every result file."""
   return dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -37,7 +48,7 @@ def run_metadata() -> dict[str, Any]:
 
 def save(out_dir: str, stem: str, rows: Sequence[dict[str, Any]], columns: Sequence[str],
          config: dict[str, Any] | None = None) -> dict[str, str]:
-  """Writes `<stem>.json` (rows + config + metadata) and `<stem>.csv`; returns paths."""
+  """Writes `<stem>.json` (rows + config + metadata), `<stem>.csv` and `<stem>.md`."""
   os.makedirs(out_dir, exist_ok=True)
   json_path = os.path.join(out_dir, f"{stem}.json")
   csv_path = os.path.join(out_dir, f"{stem}.csv")
@@ -48,7 +59,10 @@ def save(out_dir: str, stem: str, rows: Sequence[dict[str, Any]], columns: Seque
     writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-  return dict(json=json_path, csv=csv_path)
+  md_path = os.path.join(out_dir, f"{stem}.md")
+  with open(md_path, "w") as f:
+    f.write(markdown_table(rows, columns) + "\n")
+  return dict(json=json_path, csv=csv_path, md=md_path)
 
 
 def bar_plot(path: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str,
