@@ -5,3 +5,6 @@ from sharq_jax.parallel.collectives import (PackedActivation, all_gather_packed,
                                             unpack_activation)
 from sharq_jax.parallel.layouts import (LinearKind, MeshAxes, linear_weight_specs,
                                         shard_quantized_weight, validate_linear_layout)
+from sharq_jax.parallel.model import (MEGATRON_RULES, ShardingRule, data_sharding,
+                                      model_partition_specs, quantize_sharded, shard_model,
+                                      validate_model_layout)
