@@ -33,12 +33,17 @@ def sharq_dot_reference(x: jax.Array, w: QuantizedWeight, *, bias=None, pad: boo
     raise ValueError(f"{name}: x has K={x.shape[-1]} (shape {x.shape}) but the weight "
                      f"has K={w.logical_k}")
   errors.check_finite(x, w.method.activation.bad_input, name)
-  return _reference(x, w, bias, pad=pad, name=name)
+  if not pad:
+    errors.check_divisible(x.shape, w.method.activation.k_multiple, name=name,
+                           what=f"block/group size of {w.method.name!r}")
+  return _reference(x, w, bias, pad=pad)
 
 
-@functools.partial(jax.jit, static_argnames=("pad", "name"))
-def _reference(x, w: QuantizedWeight, bias, *, pad: bool, name: str):
-  paths, s = w.method.activation.paths(x, name=name, pad=pad)
+# `name` only labels errors, which are raised before this point: keeping it out of the
+# static arguments lets every layer of a model share one compilation per shape.
+@functools.partial(jax.jit, static_argnames=("pad",))
+def _reference(x, w: QuantizedWeight, bias, *, pad: bool):
+  paths, s = w.method.activation.paths(x, pad=pad)
   return dot_paths(paths, s, w, bias=bias).astype(x.dtype)
 
 
