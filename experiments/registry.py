@@ -9,6 +9,8 @@ from typing import Callable
 # on use so that one experiment's optional dependencies never block another.
 EXPERIMENTS: dict[str, str] = {
     "tensor_error": "experiments.tensor_error",
+    "model_eval": "experiments.model_eval",
+    "layer_diagnostics": "experiments.layer_diagnostics",
 }
 
 

@@ -27,16 +27,19 @@ def windows(tokens: Sequence[int] | np.ndarray, seq_len: int,
 
 def perplexity(model: nnx.Module, tokens: Sequence[int] | np.ndarray, *,
                seq_len: int = 2048, batch_size: int = 1,
-               max_windows: int | None = None, progress: bool = True) -> dict:
+               max_windows: int | None = None, progress: bool = True,
+               input_sharding=None) -> dict:
   """Mean next-token NLL over non-overlapping windows and its exponential.
 
   Every window predicts its ``seq_len - 1`` later tokens from the ones before
   (no BOS is added; the caller's tokens are used as they are). Returns
   ``ppl``, ``nll`` (mean, nats), ``tokens`` (predicted tokens), ``windows``,
   ``seq_len``, ``seconds`` and ``seconds_per_window`` (compilation included).
+  ``input_sharding`` places each batch (data parallelism; batch_size must then be a
+  multiple of the data-axis size).
   """
   wins = windows(tokens, seq_len, max_windows)
-  score = make_scorer(model)
+  score = make_scorer(model, input_sharding=input_sharding)
   total, count = 0.0, 0
   start = time.perf_counter()
   bar = tqdm(total=len(wins), unit="window", disable=not progress,
