@@ -18,9 +18,9 @@ def get_config(arg: str = "default"):
   config.text = "python-docs"
   config.text_path = ""
   config.seq_len = 256
-  config.methods = ["nvfp4", "sharq-nvfp4", "mxfp4", "sharq-mxfp4", "hif4", "sharq-hif4"]
+  config.methods = ("nvfp4", "sharq-nvfp4", "mxfp4", "sharq-mxfp4", "hif4", "sharq-hif4")
   if variant == "smoke":
-    config.seq_len, config.methods = 32, ["nvfp4", "sharq-nvfp4"]
+    config.seq_len, config.methods = 32, ("nvfp4", "sharq-nvfp4")
   elif variant != "default":
     raise ValueError(f"unknown variant {variant!r}: default or smoke")
   return config

@@ -32,16 +32,16 @@ def get_config(arg: str = "default"):
   config.seq_len = 2048
   config.max_windows = 3
   config.batch_size = 1
-  config.methods = list(MAIN_METHODS)
-  config.tasks = []  # e.g. [dict(name="arc_easy", path="ARC-Easy-Test.jsonl")]
+  config.methods = tuple(MAIN_METHODS)
+  config.tasks = ()  # e.g. (dict(name="arc_easy", path="ARC-Easy-Test.jsonl"),)
   config.mesh = ml_collections.ConfigDict(dict(dp=1, tp=1))
   if variant == "full":
     config.text, config.text_path = "wikitext2", DEFAULT_WIKITEXT
     config.max_windows = ml_collections.FieldReference(None, field_type=int)
   elif variant == "ablations":
-    config.methods = list(ABLATIONS)
+    config.methods = tuple(ABLATIONS)
   elif variant == "smoke":
-    config.methods, config.seq_len, config.max_windows = ["bf16", "sharq-nvfp4"], 128, 1
+    config.methods, config.seq_len, config.max_windows = ("bf16", "sharq-nvfp4"), 128, 1
   elif variant != "default":
     raise ValueError(f"unknown variant {variant!r}: default, full, ablations or smoke")
   return config

@@ -20,7 +20,7 @@ def get_config(arg: str = "default"):
   config.outlier_channels = 8
   config.outlier_scale = 30.0
   config.spike_prob = 1e-4
-  config.methods = list(METHODS)
+  config.methods = tuple(METHODS)
   if arg == "smoke":
     config.tokens, config.k, config.n = 16, 256, 64
   elif arg not in ("", "default"):

@@ -16,6 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -92,7 +93,8 @@ def run(config, out_dir: str) -> list[dict]:
         f" max_windows={config.max_windows}; dtype={config.dtype}; mesh="
         f"{None if mesh is None else dict(mesh.shape)}; python {sys.version.split()[0]}")
   rows = []
-  task_names = [t.name for t in config.tasks]
+  tasks = [ml_collections.ConfigDict(dict(t)) for t in config.tasks]
+  task_names = [t.name for t in tasks]
   for method in config.methods:
     t0 = time.time()
     model, weight_bytes = _prepare(loaded.model, method, mesh)
@@ -101,7 +103,7 @@ def run(config, out_dir: str) -> list[dict]:
                               input_sharding=sharding)
     row = dict(method=method, ppl=res["ppl"], nll=res["nll"], tokens=res["tokens"],
                windows=res["windows"], linear_weight_mib=weight_bytes / 2**20)
-    for task in config.tasks:
+    for task in tasks:
       metrics = zeroshot.evaluate(task.name, model, loaded.tokenizer, task.path,
                                   labels_path=task.get("labels_path") or None,
                                   limit=task.get("limit") or None)

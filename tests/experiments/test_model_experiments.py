@@ -47,7 +47,7 @@ def test_smollm2_smoke_run(tmp_path):
 @needs_smollm2
 def test_layer_diagnostics_smoke_run(tmp_path):
   config = layer_config.get_config("smoke")
-  config.methods, config.seq_len = ["sharq-nvfp4"], 16
+  config.methods, config.seq_len = ("sharq-nvfp4",), 16
   rows = registry.get_experiment("layer_diagnostics")(config, str(tmp_path))
   assert len(rows) == 30 * 7
   assert [r["layer"] for r in rows[:3]] == [f"layers.0.self_attn.{p}_proj" for p in "qkv"]

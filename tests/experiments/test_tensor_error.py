@@ -14,7 +14,7 @@ def test_smoke_config_writes_results(tmp_path):
   for ext in ("json", "csv", "md"):
     assert os.path.exists(tmp_path / f"tensor_error.{ext}")
   saved = json.load(open(tmp_path / "tensor_error.json"))
-  assert [r["method"] for r in saved["rows"]] == config.methods
+  assert [r["method"] for r in saved["rows"]] == list(config.methods)
   by_name = {r["method"]: r for r in rows}
   assert math.isinf(by_name["bf16"]["act_sqnr_db"])
   # Every FP4 method loses information; SharQ's two paths beat its single path.
