@@ -2,6 +2,7 @@
 
 from sharq_jax.parallel.collectives import (PackedActivation, all_gather_packed,
                                             gather_bytes, pack_activation,
+                                            sequence_parallel_traffic,
                                             unpack_activation)
 from sharq_jax.parallel.layouts import (LinearKind, MeshAxes, linear_weight_specs,
                                         shard_quantized_weight, validate_linear_layout)

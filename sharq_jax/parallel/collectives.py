@@ -157,3 +157,20 @@ def gather_bytes(shape: tuple[int, ...], method: "str | sq_methods.Method") -> d
   for d in shape:
     total *= d
   return dict(bf16=2 * total, packed=packed.nbytes())
+
+
+def sequence_parallel_traffic(hidden_size: int, num_layers: int, tokens: int,
+                              method: "str | sq_methods.Method") -> list[dict]:
+  """Per-layer all-gather bytes of a sequence-parallel decoder, bf16 vs packed FP4.
+
+  Each block gathers its normed input twice (before q/k/v and before gate/up, hidden
+  wide) and the attention output before o_proj is already split by heads, as is the
+  FFN activation before down_proj (no gather). Returns one row per gathered input.
+  """
+  rows = []
+  for layer in range(num_layers):
+    for consumer in ("q/k/v", "gate/up"):
+      moved = gather_bytes((tokens, hidden_size), method)
+      rows.append(dict(layer=layer, consumer=consumer, bf16_bytes=moved["bf16"],
+                       packed_bytes=moved["packed"]))
+  return rows

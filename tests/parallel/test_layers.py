@@ -89,3 +89,10 @@ def test_all_gather_packed_equals_single_device_quantization(method):
     np.testing.assert_array_equal(got, want)
   moved = parallel.gather_bytes((32, 256), method)
   assert moved == dict(bf16=2 * 32 * 256, packed=PACKED_BYTES_PER_VALUE[method] * 32 * 256)
+
+
+def test_sequence_parallel_traffic_report():
+  rows = parallel.sequence_parallel_traffic(576, 30, 2048, "sharq-nvfp4")
+  assert len(rows) == 60 and {r["consumer"] for r in rows} == {"q/k/v", "gate/up"}
+  assert rows[0]["bf16_bytes"] == 2048 * 576 * 2
+  assert rows[0]["packed_bytes"] == PACKED_BYTES_PER_VALUE["sharq-nvfp4"] * 2048 * 576
