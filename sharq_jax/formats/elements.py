@@ -6,8 +6,10 @@ code exactly as DESIGN.md §2.1 lists them, independent of any backend cast.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 E2M1_MAGNITUDES = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], np.float32)
 E2M1_MAX = 6.0
@@ -17,6 +19,28 @@ _E2M1_BOUNDS = ((0.25, False), (0.75, True), (1.25, False), (1.75, True),
                 (2.5, False), (3.5, True), (5.0, False))
 # Decoded value of each 4-bit E2M1 code: bit 3 is the sign, bits 0-2 the magnitude.
 E2M1_CODE_VALUES = np.concatenate([E2M1_MAGNITUDES, -E2M1_MAGNITUDES]).astype(np.float32)
+
+
+E4M3_MIN_NORMAL_EXP = -6
+E4M3_MANTISSA_BITS = 3
+
+
+def pow2(exponent: jax.Array) -> jax.Array:
+  """2^e as float32, exactly, for integer e in the normal range [−126, 127]."""
+  return lax.bitcast_convert_type(((exponent + 127) << 23).astype(jnp.int32), jnp.float32)
+
+
+def e4m3_round(v: jax.Array) -> jax.Array:
+  """Rounds finite 0 ≤ v ≤ 448 onto the float8_e4m3fn grid (RNE), as float32.
+
+  Arithmetic, not a cast: XLA on GPU drops an f32 → float8 → f32 round trip inside
+  jit (excess precision), which would leave block scales unrounded. The grid step is
+  2^(b−3) in the binade [2^b, 2^(b+1)), b ≥ −6, and 2^−9 below 2^−6 (subnormals).
+  """
+  v = v.astype(jnp.float32)
+  _, exp = jnp.frexp(v)  # v = frac·2^exp, frac in [0.5, 1): binade b = exp − 1
+  step = jnp.maximum(exp - 1, E4M3_MIN_NORMAL_EXP) - E4M3_MANTISSA_BITS
+  return jnp.round(v * pow2(-step)) * pow2(step)  # power-of-two scalings are exact
 
 
 def e2m1_index(x: jnp.ndarray) -> jnp.ndarray:

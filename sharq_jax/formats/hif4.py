@@ -15,18 +15,13 @@ from jax import lax
 
 from sharq_jax import errors
 from sharq_jax.formats import base
-from sharq_jax.formats.elements import s1p2_index
+from sharq_jax.formats.elements import pow2, s1p2_index
 
 UNIT = 64
 E6M2_MIN_EXP = -48
 E6M2_MAX_EXP = 15
 E6M2_NAN_CODE = 255  # exponent 15, mantissa 0b11: 2^15·1.75 is reserved for NaN
 S1P2_MAX_INDEX = 7
-
-
-def _pow2(exponent: jax.Array) -> jax.Array:
-  """2^e as float32, exactly, for integer e in the normal range."""
-  return lax.bitcast_convert_type(((exponent + 127) << 23).astype(jnp.int32), jnp.float32)
 
 
 def round_e6m2(v: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -39,7 +34,7 @@ def round_e6m2(v: jax.Array) -> tuple[jax.Array, jax.Array]:
   too_large = (exp > E6M2_MAX_EXP) | ((exp == E6M2_MAX_EXP) & (mant > 2))
   exp = jnp.where(too_small, E6M2_MIN_EXP, jnp.where(too_large, E6M2_MAX_EXP, exp))
   mant = jnp.where(too_small, 0, jnp.where(too_large, 2, mant))
-  value = (1.0 + mant.astype(jnp.float32) / 4.0) * _pow2(exp)
+  value = (1.0 + mant.astype(jnp.float32) / 4.0) * pow2(exp)
   code = (((exp - E6M2_MIN_EXP) << 2) | mant).astype(jnp.uint8)
   return value, code
 
@@ -48,7 +43,7 @@ def decode_e6m2(code: jax.Array) -> jax.Array:
   """float32 value of E6M2 codes (NaN for the reserved top code)."""
   code = code.astype(jnp.int32)
   exp = (code >> 2) + E6M2_MIN_EXP
-  value = (1.0 + (code & 3).astype(jnp.float32) / 4.0) * _pow2(exp)
+  value = (1.0 + (code & 3).astype(jnp.float32) / 4.0) * pow2(exp)
   return jnp.where(code == E6M2_NAN_CODE, jnp.nan, value)
 
 
@@ -90,8 +85,8 @@ class HiF4(base.Format):
     e6m2, e6m2_code = round_e6m2(base.exact_divide(vmax, 7.0))
     e8 = (v8 >= 4.0 * e6m2).astype(jnp.int32)
     e8_per4 = jnp.repeat(e8, 2, axis=-1)
-    e4 = (v16 >= 2.0 * e6m2 * _pow2(e8_per4)).astype(jnp.int32)
-    group_scale = e6m2 * _pow2(e8_per4 + e4)  # (..., 16): exact power-of-two multiples
+    e4 = (v16 >= 2.0 * e6m2 * pow2(e8_per4)).astype(jnp.int32)
+    group_scale = e6m2 * pow2(e8_per4 + e4)  # (..., 16): exact power-of-two multiples
     scaled = base.exact_divide(blocks.reshape(*blocks.shape[:-1], 16, 4),
                                group_scale[..., None])
     k = s1p2_index(scaled).astype(jnp.uint8)
@@ -107,7 +102,7 @@ class HiF4(base.Format):
     e6m2 = decode_e6m2((scales & 255).astype(jnp.uint8))
     e8 = _bits_to_flags((scales >> 8) & 255, 8)
     e4 = _bits_to_flags(scales >> 16, 16)
-    group_scale = e6m2[..., None] * _pow2(jnp.repeat(e8, 2, axis=-1) + e4)
+    group_scale = e6m2[..., None] * pow2(jnp.repeat(e8, 2, axis=-1) + e4)
     k = (codes & 7).astype(jnp.float32) / 4.0
     mag = k.reshape(*k.shape[:-1], 16, 4) * group_scale[..., None]
     signed = jnp.where(((codes >> 3) & 1).reshape(mag.shape) == 1, -mag, mag)

@@ -11,7 +11,7 @@ from jax import lax
 
 from sharq_jax import errors
 from sharq_jax.formats import base
-from sharq_jax.formats.elements import e2m1_round
+from sharq_jax.formats.elements import e2m1_round, pow2
 
 E8M0_BIAS = 127
 # log2 of the largest E2M1 magnitude's binade (6 = 1.5·2²): the OCP floor rule's offset.
@@ -23,11 +23,6 @@ class ScaleRounding(enum.Enum):
 
   FLOOR = "floor"  # OCP: floor(log2 amax) − 2; the top of the block may saturate
   CEIL = "ceil"  # ceil(log2(amax / 6)): never saturates
-
-
-def _pow2(exponent: jax.Array) -> jax.Array:
-  """2^e as float32, exactly, for integer e in [−126, 127] (built from the bits)."""
-  return lax.bitcast_convert_type(((exponent + 127) << 23).astype(jnp.int32), jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +62,7 @@ class MXFP4(base.Format):
     amax = base.finite_amax(blocks, axis=-1, keepdims=True)
     e = self.shared_exponent(amax)
     # a · 2^(−e): −e is in [−125, 127] for finite float32 amax, so the factor is normal.
-    codes = e2m1_round(blocks * _pow2(jnp.maximum(-e, -126))).astype(jnp.float4_e2m1fn)
+    codes = e2m1_round(blocks * pow2(jnp.maximum(-e, -126))).astype(jnp.float4_e2m1fn)
     bits = (e + E8M0_BIAS).astype(jnp.uint8)
     bits = jnp.where(base.has_bad_value(blocks, keepdims=True), jnp.uint8(255), bits)
     scales = lax.bitcast_convert_type(bits[..., 0], jnp.float8_e8m0fnu)

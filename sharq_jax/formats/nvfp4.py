@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from sharq_jax import errors
 from sharq_jax.formats import base
-from sharq_jax.formats.elements import E2M1_MAX, e2m1_round
+from sharq_jax.formats.elements import E2M1_MAX, e2m1_round, e4m3_round
 
 E4M3_MAX = 448.0
 E4M3_MIN_SUBNORMAL = 2.0**-9
@@ -63,7 +63,7 @@ class NVFP4(base.Format):
   def encode_blocks(self, blocks, tensor_scale):
     amax = base.finite_amax(blocks, axis=-1, keepdims=True)
     ratio = jnp.minimum(base.exact_divide(amax, 6.0 * tensor_scale), E4M3_MAX)
-    d = ratio.astype(jnp.float8_e4m3fn).astype(jnp.float32)
+    d = e4m3_round(ratio)
     d = jnp.where((amax > 0) & (d == 0), E4M3_MIN_SUBNORMAL, d)
     denom = d * tensor_scale
     scaled = jnp.where(d > 0, base.exact_divide(blocks, jnp.where(d > 0, denom, 1.0)), 0.0)
