@@ -1,0 +1,173 @@
+"""Numerics shared by the Pallas kernels, written with ops the Triton lowering accepts.
+
+Every function here reproduces a step of docs/NUMERICS.md bit for bit, using only
+elementwise float/integer arithmetic (no table lookups, no fp8/fp4 casts, no division
+except `div_rn`), so that the same code runs in a Pallas-Triton kernel on the GPU and in
+interpret mode on the CPU. tests/kernels/test_common.py checks each one against the
+core library (sharq_jax.formats) on exhaustive or dense grids of inputs.
+
+Two facts the kernels rely on (both checked in the tests):
+
+* Pallas-Triton lowers `x / y` (float32) to an approximate division on NVIDIA GPUs, so
+  every division the numerics contract prescribes goes through `div_rn`, which emits
+  PTX `div.rn.f32` (IEEE round-to-nearest-even) on the GPU and a plain XLA division in
+  interpret mode.
+* Triton's float `max` ignores NaN (it lowers to maxnum), unlike XLA's: kernels never
+  feed NaN to a max; non-finite values are flagged separately.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+E4M3_MAX = 448.0
+E4M3_MIN_SUBNORMAL = 2.0**-9
+E2M1_MAX = 6.0
+TENSOR_SCALE_DIVISOR = 448.0 * 6.0
+
+# 1.5 · 2^(23 + e): adding and subtracting it rounds a float32 |v| < 2^(21 + e) to the
+# nearest multiple of 2^e, ties to even (the float32 add itself does the rounding).
+_MAGIC_HALF = np.float32(1.5 * 2.0**22)  # grid 0.5
+_MAGIC_ONE = np.float32(1.5 * 2.0**23)  # grid 1
+_MAGIC_TWO = np.float32(1.5 * 2.0**24)  # grid 2
+
+# fp16 scaling conventions of the GEMM operands (exact, see decode_nibbles_f16).
+NIBBLE_F16_EXPONENT = -14  # decoded nibble = E2M1 value · 2^-14
+SCALE_F16_EXPONENT = 7  # decoded block scale = E4M3 value · 2^7
+WEIGHT_F16_EXPONENT = NIBBLE_F16_EXPONENT + SCALE_F16_EXPONENT  # Ŵ' · 2^-7
+
+
+def div_rn(x: jax.Array, y: jax.Array, *, gpu: bool) -> jax.Array:
+  """float32 x / y rounded to nearest even (IEEE), also inside Pallas-Triton kernels."""
+  x = jnp.asarray(x, jnp.float32)
+  y = jnp.asarray(y, jnp.float32)
+  shape = jnp.broadcast_shapes(x.shape, y.shape)
+  x = jnp.broadcast_to(x, shape)
+  y = jnp.broadcast_to(y, shape)
+  if not gpu:
+    # XLA rewrites a division by a broadcast or constant into a multiplication by a
+    # rounded reciprocal; a barrier on the full-shape divisor keeps the true division.
+    return x / jax.lax.optimization_barrier(y)
+  from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
+  [out] = plgpu.elementwise_inline_asm(
+      "div.rn.f32 $0, $1, $2;", args=[x, y], constraints="=f,f,f", pack=1,
+      result_shape_dtypes=[jax.ShapeDtypeStruct(shape, jnp.float32)])
+  return out
+
+
+def _bits(x: jax.Array) -> jax.Array:
+  return jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+
+
+def _from_bits(b: jax.Array) -> jax.Array:
+  return jax.lax.bitcast_convert_type(b.astype(jnp.uint32), jnp.float32)
+
+
+def e4m3_round_nonneg(r: jax.Array) -> jax.Array:
+  """Rounds finite 0 <= r <= 448 onto the float8_e4m3fn grid (RNE), as float32.
+
+  The grid step is 2^(e-3) for r in [2^e, 2^(e+1)), e >= -6, and 2^-9 below 2^-6
+  (subnormals); adding 1.5·2^(23)·step rounds to a multiple of the step.
+  """
+  r = r.astype(jnp.float32)
+  biased_exp = (_bits(r) >> 23).astype(jnp.int32)
+  step_exp = jnp.maximum(biased_exp, 127 - 6) - 3  # biased exponent of the grid step
+  magic = _from_bits(((step_exp + 23) << 23).astype(jnp.uint32) | np.uint32(0x400000))
+  return (r + magic) - magic
+
+
+def nvfp4_block_scale(amax: jax.Array, *, gpu: bool) -> jax.Array:
+  """NVFP4 block scale d_b (float32) for a block amax with tensor scale 1.
+
+  d_b = e4m3(min(amax / 6, 448)); 2^-9 when amax > 0 rounds to 0 (NUMERICS.md).
+  """
+  ratio = jnp.minimum(div_rn(amax, jnp.full_like(amax, E2M1_MAX), gpu=gpu), E4M3_MAX)
+  d = e4m3_round_nonneg(ratio)
+  return jnp.where((amax > 0) & (d == 0), np.float32(E4M3_MIN_SUBNORMAL), d)
+
+
+def e2m1_round(q: jax.Array) -> jax.Array:
+  """Rounds float32 q onto the E2M1 grid (RNE, saturating at ±6), keeping the sign.
+
+  Matches sharq_jax.formats.e2m1_round for every finite input: the grid step is 0.5
+  below 2, 1 on [2, 4) and 2 on [4, 6], and each step's ties-to-even multiple is the
+  even E2M1 code.
+  """
+  q = q.astype(jnp.float32)
+  a = jnp.minimum(jnp.abs(q), E2M1_MAX)
+  magic = jnp.where(a >= 4.0, _MAGIC_TWO, jnp.where(a >= 2.0, _MAGIC_ONE, _MAGIC_HALF))
+  mag = (a + magic) - magic
+  sign = _bits(q) & np.uint32(0x80000000)
+  return _from_bits(_bits(mag) | sign)
+
+
+def e2m1_nibble(v: jax.Array) -> jax.Array:
+  """4-bit E2M1 code (uint8, bit 3 = sign) of a float32 value already on the grid."""
+  v = v.astype(jnp.float32)
+  a = jnp.abs(v)
+  idx = jnp.where(a >= 4.0, 6.0 + (a - 4.0) * 0.5,
+                  jnp.where(a >= 2.0, 4.0 + (a - 2.0), a * 2.0))
+  sign = (_bits(v) >> 31).astype(jnp.uint8)
+  return (sign << 3) | idx.astype(jnp.uint8)
+
+
+def decode_nibbles_f16(packed: jax.Array, *, gpu: bool, use_asm: bool = True):
+  """Packed E2M1 bytes (uint8, low nibble = even K) -> (low, high) float16 · 2^-14.
+
+  Pure bit moves: the nibble's sign goes to bit 15 and its three magnitude bits to
+  bits 11..9 of a float16, which is then the E2M1 value times 2^-14 exactly (zero and
+  the 0.5 subnormal included). On the GPU `use_asm` decodes four bytes per PTX
+  instruction group (two `prmt` byte spreads, then shifts and masks on packed halves).
+  """
+  if gpu and use_asm:
+    from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
+    # One asm per nibble plane (the Pallas lowering takes one result per asm). $2 holds
+    # four input bytes; prmt spreads bytes (0,1) and (2,3) into 16-bit halves, then one
+    # shift-and-mask pair per field builds two float16s per 32-bit register.
+    def plane(sign_shift, mag_shift):
+      asm = f"""
+      {{
+      .reg .b32 t01, t23, a, b;
+      prmt.b32 t01, $2, 0, 0x4140;
+      prmt.b32 t23, $2, 0, 0x4342;
+      shl.b32 a, t01, {sign_shift};
+      shl.b32 b, t01, {mag_shift};
+      and.b32 a, a, 0x80008000;
+      and.b32 b, b, 0x0E000E00;
+      or.b32 $0, a, b;
+      shl.b32 a, t23, {sign_shift};
+      shl.b32 b, t23, {mag_shift};
+      and.b32 a, a, 0x80008000;
+      and.b32 b, b, 0x0E000E00;
+      or.b32 $1, a, b;
+      }}
+      """
+      [out] = plgpu.elementwise_inline_asm(
+          asm, args=[packed], constraints="=r,=r,r", pack=4,
+          result_shape_dtypes=[jax.ShapeDtypeStruct(packed.shape, jnp.float16)])
+      return out
+    return plane(12, 9), plane(8, 5)
+  b = packed.astype(jnp.uint16)
+  lo = ((b & 0x8) << 12) | ((b & 0x7) << 9)
+  hi = ((b & 0x80) << 8) | ((b & 0x70) << 5)
+  return (jax.lax.bitcast_convert_type(lo, jnp.float16),
+          jax.lax.bitcast_convert_type(hi, jnp.float16))
+
+
+def decode_e4m3_scale_f16(scale_bits: jax.Array) -> jax.Array:
+  """E4M3 scale bytes (uint8) -> float16 scale · 2^7 (NaN code -> NaN).
+
+  Shifting an E4M3 byte left by 7 gives a float16 equal to its value times 2^-8
+  (normals and subnormals alike); times 2^15 this is the value · 2^7, exact, at most
+  448·128 = 57344 < 65504.
+  """
+  b = scale_bits.astype(jnp.uint16)
+  v = jax.lax.bitcast_convert_type((b & 0x7F) << 7, jnp.float16) * jnp.float16(32768.0)
+  return jnp.where((b & 0x7F) == 0x7F, jnp.float16(jnp.nan), v)
+
+
+def decode_e4m3_scale_f32(scale_bits: jax.Array) -> jax.Array:
+  """E4M3 scale bytes (uint8) -> float32 value (NaN code -> NaN)."""
+  return decode_e4m3_scale_f16(scale_bits).astype(jnp.float32) * np.float32(2.0**-7)

@@ -1,0 +1,124 @@
+"""Public entry points: sharq_gemm (prepared activations × packed weight) and
+sharq_matmul (x → prep → GEMM), each jitted with a static `interpret` flag."""
+
+from __future__ import annotations
+
+import enum
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from sharq_jax.kernels.sharq_matmul import pallas_gpu
+from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, PackedGemmConfig,
+                                                   default_dense_config,
+                                                   default_packed_config)
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight
+from sharq_jax.kernels.sharq_prep import PathMode, PrepConfig, Prepared, sharq_prep
+
+
+class GemmImpl(enum.Enum):
+  """Which GEMM runs after the preparation."""
+
+  PACKED = "packed"  # Pallas, FP4 payload decoded in registers (decode / small M)
+  EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
+  EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
+  AUTO = "auto"  # PACKED for M <= PACKED_MAX_M, else EXPANDED_XLA
+
+PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
+
+
+def resolve_impl(impl: GemmImpl | str, m: int) -> GemmImpl:
+  impl = GemmImpl(impl)
+  if impl is GemmImpl.AUTO:
+    return GemmImpl.PACKED if m <= PACKED_MAX_M else GemmImpl.EXPANDED_XLA
+  return impl
+
+
+def _xla_gemm(paths, w16, factor, bias, out_dtype):
+  acc = None
+  for p in paths:
+    prod = jnp.dot(p, w16.T, preferred_element_type=jnp.float32)
+    acc = prod if acc is None else acc + prod
+  y = acc * factor
+  if bias is not None:
+    y = y + jnp.asarray(bias, jnp.float32)
+  return y.astype(out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("out_dtype", "impl", "config", "interpret"))
+def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.float32,
+               impl: GemmImpl = GemmImpl.AUTO,
+               config: PackedGemmConfig | DenseGemmConfig | None = None,
+               interpret: bool = False) -> jax.Array:
+  """Y = s·s_w · Σ_p P_p · Ŵ'ᵀ (+ bias) for prepared activations (M, K) → (M, N)."""
+  m, k = prepared.paths[0].shape
+  if k != w.k:
+    raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
+  impl = resolve_impl(impl, m)
+  s_sw = prepared.scale * w.scale
+  out_dtype = jnp.dtype(out_dtype)
+  if impl is GemmImpl.PACKED:
+    cfg = config if config is not None else default_packed_config(m, w.n, k)
+    return pallas_gpu.packed_gemm(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR,
+                                  bias=bias, out_dtype=out_dtype, config=cfg,
+                                  interpret=interpret)
+  # Ŵ'·2^-7 in float16, decoded once per call by bit moves; 2^7 goes to the epilogue.
+  w16 = pallas_gpu.expand_weight_pallas(w, interpret=interpret)
+  factor = s_sw * pallas_gpu.WEIGHT_FACTOR
+  if impl is GemmImpl.EXPANDED_PALLAS:
+    cfg = config if config is not None else default_dense_config(m, w.n, k)
+    return pallas_gpu.dense_gemm(prepared.paths, w16, factor, bias=bias,
+                                 out_dtype=out_dtype, config=cfg, interpret=interpret)
+  return _xla_gemm(prepared.paths, w16, factor, bias, out_dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("eps", "mode", "out_dtype", "impl",
+                                             "prep_config", "gemm_config", "interpret"))
+def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
+                 eps: float = 1e-6, mode: PathMode = PathMode.EXACT, out_dtype=None,
+                 impl: GemmImpl = GemmImpl.AUTO, prep_config: PrepConfig | None = None,
+                 gemm_config=None, interpret: bool = False) -> jax.Array:
+  """SharQ linear layer on the fused kernels: x (..., K) → (..., N).
+
+  Y = s·s_w·(Ŝ Ŵ'ᵀ + R̂ Ŵ'ᵀ) + bias, with the optional RMSNorm (gamma) applied to x
+  first. mode=EXACT keeps the two products in one float32 accumulator (what the XLA
+  reference computes, up to summation order); mode=FAST rounds Ŝ + R̂ to float16 once
+  and runs one product.
+
+  Args:
+    x: activations (..., K), K a multiple of 32.
+    w: PackedWeight (pack_weight of a sharq-nvfp4 weight).
+    bias: optional (N,) bias added in float32.
+    gamma, eps: optional RMSNorm weight (K,) and epsilon.
+    mode: PathMode.EXACT or PathMode.FAST.
+    out_dtype: output dtype (x's dtype if None).
+    impl: GEMM implementation (GemmImpl.AUTO picks by M).
+    prep_config, gemm_config: tile configs (defaults by shape).
+    interpret: run the Pallas kernels in interpret mode (CPU tests).
+  """
+  k = x.shape[-1]
+  if k != w.k:
+    raise ValueError(f"sharq_matmul: x has K={k} (shape {x.shape}) but the weight has "
+                     f"K={w.k}")
+  prepared = sharq_prep(x, gamma=gamma, eps=eps, mode=PathMode(mode), config=prep_config,
+                        interpret=interpret)
+  y = sharq_gemm(prepared, w, bias=bias, out_dtype=out_dtype or x.dtype, impl=impl,
+                 config=gemm_config, interpret=interpret)
+  return y.reshape(*x.shape[:-1], w.n)
+
+
+def sharq_gemm_reference(prepared: Prepared, w: PackedWeight, *, bias=None,
+                         out_dtype=jnp.float32) -> jax.Array:
+  """XLA reference of sharq_gemm: float32 HIGHEST products of each path with Ŵ'."""
+  w32 = expand_weight(w, jnp.float32)
+  acc = None
+  for p in prepared.paths:
+    prod = jnp.einsum("mk,nk->mn", p.astype(jnp.float32), w32,
+                      precision=jax.lax.Precision.HIGHEST,
+                      preferred_element_type=jnp.float32)
+    acc = prod if acc is None else acc + prod
+  y = acc * (prepared.scale * w.scale)
+  if bias is not None:
+    y = y + jnp.asarray(bias, jnp.float32)
+  return y.astype(out_dtype)

@@ -1,0 +1,123 @@
+"""Tile configurations of the SharQ GEMM kernels."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Interleave(enum.Enum):
+  """How the decoded even/odd-K weight halves meet the activation."""
+
+  JOIN = "join"  # interleave the two nibble planes in registers (tt.join + reshape)
+  STRIDED = "strided"  # load even and odd activation columns separately (stride 2)
+
+
+class Orient(enum.Enum):
+  """Which operand is the MMA's M side."""
+
+  XW = "xw"  # acc (bm, bn) = X · Wᵀ   (tokens on the MMA M side)
+  WX = "wx"  # acc (bn, bm) = W · Xᵀ   (weights on the M side: wgmma-sized for tiny M)
+
+
+def _pow2(name, v):
+  if v <= 0 or v & (v - 1):
+    raise ValueError(f"{name} must be a power of two, got {v}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedGemmConfig:
+  """Packed-weight kernel: the FP4 payload is decoded in registers, block_k K at a time.
+
+  Grid (cdiv(M, block_m), N / block_n, split_k); each program streams its weight tile
+  once for all activation paths. split_k > 1 writes float32 partials summed by XLA.
+  """
+
+  block_m: int = 16
+  block_n: int = 128
+  block_k: int = 256
+  split_k: int = 1
+  num_warps: int = 4
+  num_stages: int = 3
+  interleave: Interleave = Interleave.JOIN
+  orient: Orient = Orient.XW
+  asm_decode: bool = True  # PTX bit-move nibble decode (GPU only)
+
+  def __post_init__(self):
+    _pow2("block_m", self.block_m)
+    _pow2("block_n", self.block_n)
+    _pow2("block_k", self.block_k)
+    if self.block_k < 32:
+      raise ValueError(f"block_k must be >= 32, got {self.block_k}")
+    if self.block_m < 16 or self.block_n < 16:
+      raise ValueError("block_m and block_n must be >= 16 (tensor-core tiles)")
+    object.__setattr__(self, "interleave", Interleave(self.interleave))
+    object.__setattr__(self, "orient", Orient(self.orient))
+
+  def check(self, m: int, n: int, k: int) -> None:
+    """Raises ValueError if this config cannot tile (m, n, k)."""
+    del m
+    if n % self.block_n:
+      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
+    if k % (self.split_k * self.block_k):
+      raise ValueError(f"K={k} is not a multiple of split_k·block_k="
+                       f"{self.split_k * self.block_k}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseGemmConfig:
+  """Expanded-weight kernel: float16 Ŵ' tiles, all paths into one accumulator."""
+
+  block_m: int = 128
+  block_n: int = 128
+  block_k: int = 64
+  num_warps: int = 8
+  num_stages: int = 3
+
+  def __post_init__(self):
+    for f in ("block_m", "block_n", "block_k"):
+      _pow2(f, getattr(self, f))
+
+  def check(self, m: int, n: int, k: int) -> None:
+    del m
+    if n % self.block_n:
+      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
+    if k % self.block_k:
+      raise ValueError(f"K={k} is not a multiple of block_k={self.block_k}")
+
+
+NUM_SMS_H200 = 132
+
+
+def default_packed_config(m: int, n: int, k: int) -> PackedGemmConfig:
+  """Small-M (decode) config, from the H200 sweep (kernels/NOTES.md, v2).
+
+  block_k = 128 (larger K tiles spill registers), K split until the grid covers the
+  132 SMs about twice (split chosen on 256-wide K granularity).
+  """
+  block_m = 16 if m <= 16 else (32 if m <= 32 else 64)
+  block_n = 128
+  while n % block_n and block_n > 16:
+    block_n //= 2
+  gran = 256
+  while k % gran and gran > 32:
+    gran //= 2
+  tiles = -(-m // block_m) * (n // block_n)
+  split = 1
+  while (tiles * split < 2 * NUM_SMS_H200 and k % (2 * split * gran) == 0
+         and k // (2 * split) >= 2 * gran):
+    split *= 2
+  return PackedGemmConfig(block_m=block_m, block_n=block_n, block_k=min(128, gran),
+                          split_k=split)
+
+
+def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
+  """Large-M config over the expanded float16 weight."""
+  block_n = 128
+  while n % block_n and block_n > 16:
+    block_n //= 2
+  block_k = 64
+  while k % block_k and block_k > 16:
+    block_k //= 2
+  block_m = 128 if m >= 128 else max(16, 1 << (max(m, 1) - 1).bit_length())
+  return DenseGemmConfig(block_m=block_m, block_n=block_n, block_k=block_k)

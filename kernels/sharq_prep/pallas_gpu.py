@@ -1,0 +1,139 @@
+"""Fused SharQ preparation as a Pallas kernel (Triton lowering on NVIDIA GPUs).
+
+Two passes over X, the fewest the global amax allows:
+  1. stats (XLA): optional RMSNorm rstd per row and the tensor scale s = amax / 2688;
+  2. this kernel, one program per (block_m, block_k) tile: RMSNorm → X' = X / s →
+     4:8-pairs mask → backbone NVFP4 (blocks of 32, scale 1) → R = X' − Ŝ → residual
+     NVFP4 (blocks of 16) → float16 paths, written once.
+Bytes: read X twice (2·2 B/elem for bf16), write 2 B/elem per path.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import pallas as pl
+
+from sharq_jax.kernels import _compat
+from sharq_jax.kernels import common
+from sharq_jax.kernels.sharq_prep import reference
+from sharq_jax.kernels.sharq_prep.config import PrepConfig, default_config
+from sharq_jax.kernels.sharq_prep.reference import PathMode, Prepared
+
+
+def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
+  """float32 {0,1} (bm, bk): the top-2 pairs of each 8 (ties to the lower index)."""
+  pair = jnp.max(score.reshape(bm, bk // 2, 2), axis=-1)
+  groups = pair.reshape(bm, bk // 8, 4)
+  unit = jax.lax.broadcasted_iota(jnp.int32, (bm, bk // 8, 4), 2)
+  first = jnp.argmax(groups, axis=-1).astype(jnp.int32)
+  is_first = unit == first[..., None]
+  second = jnp.argmax(jnp.where(is_first, -1.0, groups), axis=-1).astype(jnp.int32)
+  keep = jnp.where(is_first | (unit == second[..., None]), 1.0, 0.0)
+  keep = keep.reshape(bm, bk // 2)
+  return jnp.stack([keep, keep], axis=-1).reshape(bm, bk)
+
+
+def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
+  """DQ(Q(v)) for v (..., nb, B) with NVFP4 scale 1; NaN blocks where v is non-finite."""
+  finite = jnp.isfinite(v)
+  amax = jnp.max(jnp.where(finite, jnp.abs(v), 0.0), axis=-1)
+  bad = jnp.max(jnp.where(finite, 0.0, 1.0), axis=-1) > 0
+  d = common.nvfp4_block_scale(amax, gpu=gpu)
+  pos = d > 0
+  q = common.div_rn(v, jnp.where(pos, d, 1.0)[..., None], gpu=gpu)
+  q = jnp.where(pos[..., None], q, 0.0)
+  out = common.e2m1_round(q) * d[..., None]
+  return jnp.where(bad[..., None], np.float32(np.nan), out)
+
+
+def _prep_kernel(*refs, m: int, bm: int, bk: int, rmsnorm: bool, mode: PathMode,
+                 gpu: bool):
+  if rmsnorm:
+    x_ref, s_ref, rstd_ref, g_ref, *out_refs = refs
+  else:
+    x_ref, s_ref, *out_refs = refs
+  rows = pl.program_id(0) * bm + jax.lax.broadcasted_iota(jnp.int32, (bm, 1), 0)
+  row_ok = rows < m
+  x = _compat.masked_load(x_ref, row_ok, 0)
+  xf = x.astype(jnp.float32)
+  if rmsnorm:
+    rstd = _compat.masked_load(rstd_ref, row_ok, 0.0)
+    y = (xf * rstd).astype(x.dtype).astype(jnp.float32)
+    xf = (g_ref[...].astype(jnp.float32) * y).astype(x.dtype).astype(jnp.float32)
+  xp = common.div_rn(xf, s_ref[...], gpu=gpu)
+
+  mag = jnp.abs(xp)
+  score = jnp.where(jnp.isnan(mag), np.float32(np.inf), mag)
+  sparse = jnp.where(_keep_mask(score, bm, bk) > 0, xp, 0.0)
+  s_hat = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu).reshape(bm, bk)
+  resid = (xp - s_hat).reshape(bm, bk // 16, 16)
+  r_hat = _quantize_blocks(resid, gpu=gpu).reshape(bm, bk)
+  if mode is PathMode.EXACT:
+    outs = (s_hat, r_hat)
+  else:
+    outs = (s_hat + r_hat,)
+  for ref, val in zip(out_refs, outs):
+    _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
+
+
+def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
+  """The amax pass (XLA): (s, rstd or None)."""
+  if gamma is None:
+    return reference.tensor_scale(x2), None
+  # The barrier keeps XLA from re-deriving rstd inside the amax fusion with another
+  # reduction order: s must follow from exactly the rstd the kernel receives.
+  rstd = jax.lax.optimization_barrier(reference.rms_stats(x2, eps))
+  return reference.tensor_scale(reference.rms_apply(x2, gamma, rstd)), rstd
+
+
+@functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "interpret"))
+def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-6,
+               mode: PathMode = PathMode.EXACT, config: PrepConfig | None = None,
+               interpret: bool = False) -> Prepared:
+  """Prepares activations x (..., K) for the SharQ GEMM (see module docstring).
+
+  Args:
+    x: activations (..., K); K a multiple of 32; bf16, f16 or f32.
+    gamma: optional RMSNorm weight (K,) applied first (model order of casts).
+    eps: RMSNorm epsilon.
+    mode: PathMode.EXACT (Ŝ and R̂) or PathMode.FAST (Ŝ + R̂ in one float16 path).
+    config: tile config; default_config(M, K) if None.
+    interpret: run the Pallas kernel in interpret mode (CPU tests).
+
+  Returns:
+    Prepared with float16 (M, K) paths, M = prod(x.shape[:-1]).
+  """
+  mode = PathMode(mode)
+  k = x.shape[-1]
+  if k % reference.K_MULTIPLE:
+    raise ValueError(f"sharq_prep: K={k} of shape {x.shape} is not a multiple of "
+                     f"{reference.K_MULTIPLE}")
+  x2 = x.reshape(-1, k)
+  m = x2.shape[0]
+  cfg = config or default_config(m, k)
+  if k % cfg.block_k:
+    raise ValueError(f"sharq_prep: K={k} is not a multiple of block_k={cfg.block_k}")
+  s, rstd = prep_stats(x2, gamma, eps)
+  bm, bk = cfg.block_m, cfg.block_k
+  grid = (pl.cdiv(m, bm), k // bk)
+  tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))
+  args = [x2, s.reshape(1, 1)]
+  in_specs = [tile, pl.BlockSpec((1, 1), lambda i, j: (0, 0))]
+  if gamma is not None:
+    args += [rstd, gamma.reshape(1, k)]
+    in_specs += [pl.BlockSpec((bm, 1), lambda i, j: (i, 0)),
+                 pl.BlockSpec((1, bk), lambda i, j: (0, j))]
+  kernel = functools.partial(_prep_kernel, m=m, bm=bm, bk=bk, rmsnorm=gamma is not None,
+                             mode=mode, gpu=not interpret)
+  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
+  paths = pl.pallas_call(
+      kernel, grid=grid, in_specs=in_specs, out_specs=[tile] * mode.num_paths,
+      out_shape=out_shape, interpret=interpret,
+      compiler_params=None if interpret else _compat.compiler_params(
+          cfg.num_warps, cfg.num_stages),
+      name="sharq_prep")(*args)
+  return Prepared(paths=tuple(paths), scale=s, rstd=rstd, mode=mode)

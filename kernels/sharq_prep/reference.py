@@ -1,0 +1,200 @@
+"""XLA reference of the fused SharQ preparation (sharq-nvfp4 activations).
+
+The decomposition itself is the core library's (sharq_jax.decompose); this module adds
+the optional RMSNorm in the model's order of casts and the GEMM operand layout:
+
+    X_n = γ · cast(X · rstd)            (cast to X's dtype, as sharq_jax.models does)
+    s, Ŝ, R̂ = decompose(X_n)            (4:8-pairs backbone, NVFP4 32 / residual 16)
+    exact mode:  paths = (f16(Ŝ), f16(R̂))    (exact: E2M1 code × E4M3 scale)
+    fast mode:   paths = (f16(Ŝ + R̂),)       (one rounding of the float32 sum)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+
+from sharq_jax import decompose as dec
+from sharq_jax.formats import NVFP4
+from sharq_jax.formats.nvfp4 import TENSOR_SCALE_DIVISOR
+from sharq_jax.masks import NMPattern
+
+SHARQ_NVFP4 = dec.SharQConfig(pattern=NMPattern(4, 8, unit=2), backbone=NVFP4(32),
+                              residual=NVFP4(16), tensor_scale=True)
+K_MULTIPLE = SHARQ_NVFP4.k_multiple  # 32
+
+
+class PathMode(enum.Enum):
+  """How the two activation paths reach the GEMM."""
+
+  EXACT = "exact"  # Ŝ and R̂ separately: two products into one float32 accumulator
+  FAST = "fast"  # Ŝ + R̂ rounded once to float16: one product
+
+  @property
+  def num_paths(self) -> int:
+    return 2 if self is PathMode.EXACT else 1
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """Activations prepared for the SharQ GEMM.
+
+  paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast).
+  scale: the float32 tensor scale s, shape ().
+  rstd: float32 (M, 1) RMSNorm reciprocal std, or None without RMSNorm.
+  """
+
+  paths: tuple
+  scale: jax.Array
+  rstd: jax.Array | None
+  mode: PathMode = dataclasses.field(metadata=dict(static=True))
+
+
+def rms_stats(x2: jax.Array, eps: float) -> jax.Array:
+  """rstd = rsqrt(mean(x²) + eps) per row, float32 (M, 1)."""
+  xf = x2.astype(jnp.float32)
+  return jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)
+
+
+def _round_to(v: jax.Array, dtype) -> jax.Array:
+  """float32 v rounded to `dtype` (RNE) and back, as float32.
+
+  bfloat16 uses reduce_precision: XLA on GPU (allow_excess_precision) may drop a
+  float32 -> bfloat16 -> float32 convert pair inside a fusion, which would change the
+  values the amax pass sees relative to the kernel, which really rounds.
+  """
+  dtype = jnp.dtype(dtype)
+  if dtype == jnp.float32:
+    return v
+  if dtype == jnp.bfloat16:
+    return jax.lax.reduce_precision(v, exponent_bits=8, mantissa_bits=7)
+  return v.astype(dtype).astype(jnp.float32)
+
+
+def rms_apply(x2: jax.Array, gamma: jax.Array, rstd: jax.Array) -> jax.Array:
+  """γ · cast(x · rstd) in x's dtype (the order of sharq_jax.models.llama.RMSNorm)."""
+  y = _round_to(x2.astype(jnp.float32) * rstd, x2.dtype)
+  return _round_to(gamma.astype(jnp.float32) * y, x2.dtype).astype(x2.dtype)
+
+
+def tensor_scale(xn: jax.Array) -> jax.Array:
+  """s = f32(amax_finite / 2688) (1 if zero), float32 (), with a true division.
+
+  The divisor goes through an optimization barrier: XLA otherwise folds a division by
+  a constant into a multiplication by its rounded reciprocal, which is not the
+  f32(amax / 2688) that NUMERICS.md prescribes (it differs in the last bit for some
+  amax). sharq_jax.formats.global_scale is the same formula without the barrier.
+  """
+  xf = xn.astype(jnp.float32)
+  amax = jnp.max(jnp.where(jnp.isfinite(xf), jnp.abs(xf), 0.0), initial=0.0)
+  divisor = jax.lax.optimization_barrier(jnp.float32(TENSOR_SCALE_DIVISOR))
+  return jnp.where(amax > 0, amax / divisor, 1.0).astype(jnp.float32)
+
+
+def sharq_prep_reference(x: jax.Array, *, gamma: jax.Array | None = None,
+                         eps: float = 1e-6, rstd: jax.Array | None = None,
+                         mode: PathMode | str = PathMode.EXACT) -> Prepared:
+  """Reference preparation of x (..., K) through the core decomposition.
+
+  Args:
+    x: activations (..., K), K a multiple of 32.
+    gamma: RMSNorm weight (K,), or None for no normalisation.
+    eps: RMSNorm epsilon.
+    rstd: optional precomputed (M, 1) rstd (tests pass the kernel's, so that both
+      sides normalise identically; a different reduction order may move it by an ulp).
+    mode: PathMode.EXACT or PathMode.FAST.
+  """
+  mode = PathMode(mode)
+  k = x.shape[-1]
+  x2 = x.reshape(-1, k)
+  if gamma is not None:
+    if rstd is None:
+      rstd = rms_stats(x2, eps)
+    x2 = rms_apply(x2, gamma, rstd)
+  else:
+    rstd = None
+  d = dec.decompose(x2, SHARQ_NVFP4, name="sharq_prep")
+  s_hat, r_hat = d.paths()
+  if mode is PathMode.EXACT:
+    paths = (s_hat.astype(jnp.float16), r_hat.astype(jnp.float16))
+  else:
+    paths = ((s_hat + r_hat).astype(jnp.float16),)
+  return Prepared(paths=paths, scale=d.tensor_scale, rstd=rstd, mode=mode)
+
+
+# ---------------------------------------------------------------------------------
+# NumPy contract reference: docs/NUMERICS.md step by step with IEEE float32 NumPy
+# arithmetic (NumPy never rewrites a division into a reciprocal multiplication, which
+# XLA does for divisions by constants and, outside fusions, by broadcast scalars).
+# The kernels must match it bit for bit.
+# ---------------------------------------------------------------------------------
+
+def _np_e2m1(q: np.ndarray) -> np.ndarray:
+  mag = np.abs(q)
+  idx = np.zeros(q.shape, np.int32)
+  for bound, strict in ((0.25, False), (0.75, True), (1.25, False), (1.75, True),
+                        (2.5, False), (3.5, True), (5.0, False)):
+    idx += (mag >= bound) if strict else (mag > bound)
+  vals = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float32)[idx]
+  return np.where(np.signbit(q), -vals, vals).astype(np.float32)
+
+
+def _np_quantize(v: np.ndarray, block: int) -> np.ndarray:
+  """DQ(Q(v)) with NVFP4 blocks of `block` along the last axis, tensor scale 1."""
+  shape = v.shape
+  b = v.reshape(*shape[:-1], shape[-1] // block, block)
+  finite = np.isfinite(b)
+  amax = np.max(np.where(finite, np.abs(b), np.float32(0)), axis=-1, keepdims=True)
+  with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    ratio = np.minimum(amax / np.float32(6.0), np.float32(448.0)).astype(np.float32)
+    d = ratio.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    d = np.where((amax > 0) & (d == 0), np.float32(2.0**-9), d).astype(np.float32)
+    q = np.where(d > 0, b / np.where(d > 0, d, np.float32(1)), np.float32(0))
+    out = (_np_e2m1(q.astype(np.float32)) * d).astype(np.float32)
+  out = np.where(np.all(finite, axis=-1, keepdims=True), out, np.float32(np.nan))
+  return out.reshape(shape)
+
+
+def _np_pairs_mask(xp: np.ndarray) -> np.ndarray:
+  mag = np.abs(xp)
+  score = np.where(np.isnan(mag), np.float32(np.inf), mag)
+  pair = score.reshape(*xp.shape[:-1], xp.shape[-1] // 8, 4, 2).max(axis=-1)
+  idx = np.arange(4)
+  s_i, s_j = pair[..., :, None], pair[..., None, :]
+  beats = (s_j > s_i) | ((s_j == s_i) & (idx[None, :] < idx[:, None]))
+  keep = beats.sum(axis=-1) < 2
+  return np.repeat(keep, 2, axis=-1).reshape(xp.shape)
+
+
+def sharq_prep_numpy(x, *, gamma=None, rstd=None, scale=None,
+                     mode: PathMode | str = PathMode.EXACT):
+  """(paths as float32 NumPy arrays, s) per NUMERICS.md; rstd must be given with gamma.
+
+  `scale` overrides the tensor scale s (to check the fused pass on its own when the
+  amax pass and this function disagree on the last bit of a normalised value).
+  """
+  mode = PathMode(mode)
+  x2 = np.asarray(jnp.asarray(x).reshape(-1, x.shape[-1]))
+  if gamma is not None:
+    x2 = np.asarray(rms_apply(jnp.asarray(x2), jnp.asarray(gamma), jnp.asarray(rstd)))
+  xf = x2.astype(np.float32)
+  amax = np.max(np.where(np.isfinite(xf), np.abs(xf), np.float32(0)), initial=np.float32(0))
+  s = np.float32(amax / np.float32(2688.0)) if amax > 0 else np.float32(1.0)
+  if scale is not None:
+    s = np.float32(np.asarray(scale, np.float32))
+  with np.errstate(invalid="ignore", over="ignore"):
+    xp = (xf / s).astype(np.float32)
+    sparse = np.where(_np_pairs_mask(xp), xp, np.float32(0)).astype(np.float32)
+    s_hat = _np_quantize(sparse, 32)
+    r_hat = _np_quantize((xp - s_hat).astype(np.float32), 16)
+    if mode is PathMode.EXACT:
+      paths = (s_hat.astype(np.float16), r_hat.astype(np.float16))
+    else:
+      paths = ((s_hat + r_hat).astype(np.float32).astype(np.float16),)
+  return tuple(p.astype(np.float32) for p in paths), s

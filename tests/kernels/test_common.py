@@ -1,0 +1,95 @@
+"""The kernels' bit-level numerics helpers against the core library and ml_dtypes."""
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+import pytest
+
+from sharq_jax import formats as F
+from sharq_jax.kernels import common as C
+
+
+def _e4m3_grid():
+  codes = np.arange(0, 127, dtype=np.uint8)  # every finite non-negative E4M3 value
+  return np.frombuffer(codes.tobytes(), dtype=ml_dtypes.float8_e4m3fn).astype(np.float32)
+
+
+def test_e4m3_round_matches_ml_dtypes_on_grid_midpoints_and_random():
+  rng = np.random.default_rng(0)
+  grid = _e4m3_grid()
+  mids = ((grid[1:].astype(np.float64) + grid[:-1]) / 2).astype(np.float32)
+  r = np.concatenate([grid, mids, np.nextafter(mids, 0), np.nextafter(mids, 1e9),
+                      rng.uniform(0, 448, 200_000),
+                      np.exp2(rng.uniform(-30, 8.8, 200_000))]).astype(np.float32)
+  r = np.minimum(r, 448).astype(np.float32)
+  got = np.asarray(jax.jit(C.e4m3_round_nonneg)(r))
+  want = r.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_e2m1_round_matches_core_including_ties_and_signed_zero():
+  rng = np.random.default_rng(1)
+  ticks = np.arange(-8, 8, 0.125, dtype=np.float32)
+  q = np.concatenate([ticks, np.nextafter(ticks, 10), np.nextafter(ticks, -10),
+                      rng.uniform(-9, 9, 200_000), [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30]])
+  q = q.astype(np.float32)
+  got = np.asarray(jax.jit(C.e2m1_round)(q))
+  want = np.asarray(F.e2m1_round(jnp.asarray(q)))
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+  np.testing.assert_array_equal(np.asarray(C.e2m1_nibble(jnp.asarray(want))),
+                                np.asarray(F.e2m1_to_nibbles(jnp.asarray(want))))
+
+
+def test_nibble_bit_moves_give_e2m1_times_2_pow_minus_14():
+  b = np.arange(256, dtype=np.uint8)
+  lo, hi = C.decode_nibbles_f16(jnp.asarray(b), gpu=False)
+  scale = 2.0**-C.NIBBLE_F16_EXPONENT
+  np.testing.assert_array_equal(np.asarray(lo, np.float32) * scale,
+                                F.E2M1_CODE_VALUES[b & 15])
+  np.testing.assert_array_equal(np.asarray(hi, np.float32) * scale,
+                                F.E2M1_CODE_VALUES[b >> 4])
+
+
+def test_scale_decode_every_e4m3_code():
+  b = np.arange(256, dtype=np.uint8)
+  ref = np.frombuffer(b.tobytes(), dtype=ml_dtypes.float8_e4m3fn).astype(np.float32)
+  pos = b < 128  # block scales are non-negative
+  np.testing.assert_array_equal(np.asarray(C.decode_e4m3_scale_f32(jnp.asarray(b)))[pos],
+                                ref[pos])
+  f16 = np.asarray(C.decode_e4m3_scale_f16(jnp.asarray(b)), np.float32)[pos]
+  np.testing.assert_array_equal(f16, ref[pos] * 2.0**C.SCALE_F16_EXPONENT)
+
+
+def test_weight_products_exact_in_float16():
+  """code·2^-14 × scale·2^7 in float16 equals code × scale × 2^-7 for every pair."""
+  codes = np.arange(16, dtype=np.uint8)
+  scales = np.arange(1, 127, dtype=np.uint8)
+  lo, _ = C.decode_nibbles_f16(jnp.asarray(codes), gpu=False)
+  sc = C.decode_e4m3_scale_f16(jnp.asarray(scales))
+  prod = np.asarray(lo[:, None] * sc[None, :], np.float64)
+  exact = (F.E2M1_CODE_VALUES[codes].astype(np.float64)[:, None] *
+           np.asarray(C.decode_e4m3_scale_f32(jnp.asarray(scales)), np.float64)[None, :])
+  np.testing.assert_array_equal(prod, exact * 2.0**C.WEIGHT_F16_EXPONENT)
+
+
+def test_block_scale_matches_core_formula():
+  rng = np.random.default_rng(2)
+  amax = np.concatenate([rng.uniform(0, 2700, 100_000), np.exp2(rng.uniform(-40, 11.4, 100_000)),
+                         [0.0, 6 * 2.0**-10, 6 * 1.5 * 2.0**-10]]).astype(np.float32)
+  got = np.asarray(jax.jit(lambda a: C.nvfp4_block_scale(a, gpu=False))(amax))
+  with np.errstate(over="ignore"):
+    ratio = np.minimum(amax / np.float32(6), np.float32(448)).astype(np.float32)
+  d = ratio.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+  d = np.where((amax > 0) & (d == 0), np.float32(2.0**-9), d)
+  np.testing.assert_array_equal(got, d)
+
+
+@pytest.mark.parametrize("shape", [(7, 33), (1,)])
+def test_div_rn_interpret_is_true_division(shape):
+  rng = np.random.default_rng(3)
+  x = rng.standard_normal(shape).astype(np.float32)
+  y = np.float32(0.6904761791229248)
+  got = np.asarray(jax.jit(lambda a: C.div_rn(a, y, gpu=False))(x))
+  np.testing.assert_array_equal(got, x / y)

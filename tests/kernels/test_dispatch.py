@@ -1,0 +1,50 @@
+"""sharq_dot's Pallas dispatch: supported cases agree with the XLA reference, the rest
+raise with the reason."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sharq_jax import linear, methods
+from sharq_jax.kernels import dispatch
+from sharq_jax.kernels.sharq_matmul import pack_weight
+
+
+def _w(n=48, k=128, method="sharq-nvfp4"):
+  w = jnp.asarray(np.random.default_rng(0).standard_normal((n, k)) * 0.05, jnp.float32)
+  return methods.quantize_weight(w, method)
+
+
+def test_reasons():
+  x = jnp.ones((3, 128), jnp.bfloat16)
+  assert "nvfp4" in dispatch.why_unsupported(x, _w(method="nvfp4"))
+  assert "K=64" in dispatch.why_unsupported(jnp.ones((3, 64), jnp.bfloat16), _w())
+  assert "N=40" in dispatch.why_unsupported(x, _w(n=40), interpret=True)
+  assert "int32" in dispatch.why_unsupported(jnp.ones((3, 128), jnp.int32), _w(),
+                                             interpret=True)
+  assert dispatch.supports(x, _w(), interpret=True)
+  assert dispatch.supports(x, pack_weight(_w()), interpret=True)
+
+
+def test_pallas_path_matches_reference_in_interpret_mode():
+  qw = _w()
+  x = jnp.asarray(np.random.default_rng(1).standard_t(3, (2, 5, 128)), jnp.bfloat16)
+  bias = jnp.ones((48,))
+  y = dispatch.sharq_dot_pallas(x, qw, bias=bias, interpret=True)
+  yr = linear.sharq_dot_reference(x, qw, bias=bias)
+  assert y.dtype == x.dtype and y.shape == (2, 5, 48)
+  np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(yr, np.float32),
+                             rtol=2e-2, atol=2e-2)  # both rounded to bfloat16
+
+
+def test_backend_selection_on_cpu():
+  qw = _w()
+  x = jnp.ones((3, 128), jnp.bfloat16)
+  if dispatch.supports(x, qw):  # pragma: no cover - only on a GPU
+    pytest.skip("GPU backend: the Pallas path is available")
+  with pytest.raises(ValueError, match="need an NVIDIA GPU"):
+    linear.sharq_dot(x, qw, backend="pallas")
+  with pytest.raises(ValueError, match="no Pallas kernel"):
+    dispatch.sharq_dot_pallas(x, _w(method="nvfp4"))
+  np.testing.assert_array_equal(np.asarray(linear.sharq_dot(x, qw, backend="auto")),
+                                np.asarray(linear.sharq_dot(x, qw, backend="xla")))

@@ -1,0 +1,121 @@
+"""SharQ GEMM kernels (interpret mode) against float32 XLA references and the core."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sharq_jax import linear, methods
+from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, PackedGemmConfig,
+                                            default_packed_config, expand_weight,
+                                            expand_weight_pallas, pack_weight,
+                                            pack_weight_from_float, sharq_gemm,
+                                            sharq_gemm_reference, sharq_matmul)
+from sharq_jax.kernels.sharq_matmul import specs
+from sharq_jax.kernels.sharq_prep import PathMode, sharq_prep
+
+
+def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  return jnp.asarray((rng.standard_t(3, size=shape) * scale).astype(np.float32), dtype)
+
+
+def _rel(a, b):
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+@pytest.fixture(scope="module")
+def weight():
+  w = _heavy((64, 256), seed=1, scale=0.05)
+  qw = methods.quantize_weight(w, "sharq-nvfp4")
+  return w, qw, pack_weight(qw)
+
+
+def test_pack_and_expand_are_exact(weight):
+  _, qw, pw = weight
+  assert pw.codes.shape == (64, 128) and pw.scales.shape == (64, 8)
+  np.testing.assert_array_equal(np.asarray(expand_weight(pw, jnp.float32)),
+                                np.asarray(qw.unscaled()))
+  w16 = expand_weight_pallas(pw, block_n=32, block_k=128, interpret=True)
+  np.testing.assert_array_equal(np.asarray(w16, np.float32) * 128.0,
+                                np.asarray(qw.unscaled()))
+  assert float(pw.scale) == float(qw.scale())
+  assert pack_weight(pw) is pw
+  with pytest.raises(ValueError, match="NVFP4 block-32"):
+    pack_weight(methods.quantize_weight(weight[0], "nvfp4"))
+  pf = pack_weight_from_float(weight[0])
+  np.testing.assert_array_equal(np.asarray(pf.codes), np.asarray(pw.codes))
+
+
+PACKED = [
+    PackedGemmConfig(block_m=16, block_n=32, block_k=64, split_k=1),
+    PackedGemmConfig(block_m=16, block_n=32, block_k=128, split_k=2, interleave="strided"),
+    PackedGemmConfig(block_m=16, block_n=64, block_k=32, split_k=4, orient="wx"),
+    PackedGemmConfig(block_m=32, block_n=16, block_k=64, split_k=1, orient="wx",
+                     interleave="strided", asm_decode=False),
+]
+
+
+@pytest.mark.parametrize("cfg", PACKED, ids=lambda c: f"{c.interleave.value}-{c.orient.value}"
+                         f"-s{c.split_k}-bk{c.block_k}")
+@pytest.mark.parametrize("m", specs.TEST_MS)
+def test_packed_gemm_matches_reference(weight, cfg, m):
+  _, _, pw = weight
+  x = _heavy((m, 256), seed=m, dtype=jnp.bfloat16)
+  for mode in PathMode:
+    prep = sharq_prep(x, mode=mode, interpret=True)
+    ref = sharq_gemm_reference(prep, pw)
+    y = sharq_gemm(prep, pw, impl="packed", config=cfg, interpret=True)
+    assert y.shape == (m, 64) and y.dtype == jnp.float32
+    assert _rel(y, ref) < 1e-6
+
+
+@pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])
+def test_expanded_gemms_match_reference(weight, impl):
+  _, _, pw = weight
+  x = _heavy((37, 256), seed=4, dtype=jnp.bfloat16)
+  prep = sharq_prep(x, interpret=True)
+  bias = jnp.linspace(-1, 1, 64)
+  cfg = DenseGemmConfig(block_m=16, block_n=32, block_k=64) if impl is GemmImpl.EXPANDED_PALLAS else None
+  y = sharq_gemm(prep, pw, impl=impl, config=cfg, bias=bias, out_dtype=jnp.bfloat16,
+                 interpret=True)
+  assert y.dtype == jnp.bfloat16
+  assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-2  # bf16 output
+
+
+def test_sharq_matmul_equals_core_sharq_dot(weight):
+  _, qw, pw = weight
+  x = _heavy((2, 3, 256), seed=9, dtype=jnp.bfloat16)
+  bias = jnp.arange(64, dtype=jnp.float32) / 64
+  y = sharq_matmul(x, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
+  yr = linear.sharq_dot_reference(x.astype(jnp.float32), qw, bias=bias)
+  assert y.shape == (2, 3, 64)
+  assert _rel(y, yr) < 1e-6
+  yf = sharq_matmul(x, pw, bias=bias, mode="fast", out_dtype=jnp.float32, interpret=True)
+  assert _rel(yf, yr) < 1e-3  # fast mode: one float16 rounding of Ŝ + R̂
+
+
+def test_rmsnorm_fused_and_errors(weight):
+  _, _, pw = weight
+  x = _heavy((5, 256), seed=2, dtype=jnp.bfloat16)
+  g = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, 256), jnp.bfloat16)
+  y = sharq_matmul(x, pw, gamma=g, interpret=True)
+  xn = sharq_prep(x, gamma=g, interpret=True)
+  assert _rel(y, sharq_gemm_reference(xn, pw)) < 1e-2
+  with pytest.raises(ValueError, match="K=128"):
+    sharq_matmul(jnp.ones((2, 128), jnp.bfloat16), pw, interpret=True)
+  with pytest.raises(ValueError, match="block_n"):
+    sharq_gemm(xn, pw, impl="packed", config=PackedGemmConfig(block_n=128), interpret=True)
+
+
+def test_default_packed_config_covers_the_gpu():
+  cfg = default_packed_config(16, 14336, 4096)
+  assert cfg.split_k * 14336 // cfg.block_n >= 264
+  cfg.check(16, 14336, 4096)
+  cfg = default_packed_config(1, 4096, 14336)
+  cfg.check(1, 4096, 14336)
+  assert dataclasses.replace(cfg, orient="wx").orient.value == "wx"

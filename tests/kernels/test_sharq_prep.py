@@ -1,0 +1,89 @@
+"""Fused SharQ preparation kernel (interpret mode) against the NumPy contract and core."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config, sharq_prep,
+                                          sharq_prep_reference)
+from sharq_jax.kernels.sharq_prep import specs
+from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy
+from tests.reference import numpy_ref
+
+
+def _heavy(m, k, dtype, seed):
+  return specs.heavy_activations_np(m, k, seed, dtype)
+
+
+def _neq(a, b):
+  a = np.asarray(a, np.float32)
+  b = np.asarray(b, np.float32)
+  return int(np.sum(~((a == b) | (np.isnan(a) & np.isnan(b)))))
+
+
+CASES = [  # (m, k, dtype, rmsnorm, mode, config)
+    (1, 64, jnp.bfloat16, False, PathMode.EXACT, None),
+    (5, 256, jnp.bfloat16, True, PathMode.FAST, PrepConfig(8, 128, 2)),
+    (37, 96, jnp.float32, True, PathMode.EXACT, None),
+    (19, 128, jnp.float16, False, PathMode.EXACT, PrepConfig(16, 64, 4)),
+    (33, 512, jnp.bfloat16, False, PathMode.FAST, PrepConfig(32, 256, 4)),
+]
+
+
+@pytest.mark.parametrize("m,k,dtype,rms,mode,cfg", CASES)
+def test_prep_equals_contract_bit_for_bit(m, k, dtype, rms, mode, cfg):
+  x = _heavy(m, k, dtype, seed=m * 1000 + k)
+  if m >= 6:  # bad input: NaN and Inf poison their blocks only; a zero row stays zero
+    x = x.at[1, 3].set(jnp.nan).at[2, k - 1].set(jnp.inf).at[5].set(0)
+  gamma = (jnp.asarray(np.random.default_rng(k).uniform(0.5, 1.5, k), dtype)
+           if rms else None)
+  out = sharq_prep(x, gamma=gamma, mode=mode, config=cfg, interpret=True)
+  want, s = sharq_prep_numpy(x, gamma=gamma, rstd=out.rstd, mode=mode)
+  assert float(out.scale) == float(s)
+  assert len(out.paths) == mode.num_paths
+  for got, ref in zip(out.paths, want):
+    assert got.dtype == jnp.float16 and got.shape == (m, k)
+    assert _neq(got, ref) == 0
+  if m >= 6:
+    p0 = np.asarray(out.paths[0], np.float32)
+    assert np.all(p0[5] == 0)
+    if rms:  # NaN in a row makes its RMSNorm statistic NaN: the whole row is NaN
+      assert np.isnan(p0[1]).all()
+    else:  # only the backbone block holding the NaN
+      assert np.isnan(p0[1, :32]).all() and not np.isnan(p0[1, 32:]).any()
+
+
+def test_prep_matches_independent_numpy_reference():
+  x = _heavy(24, 256, jnp.bfloat16, seed=7)
+  out = sharq_prep(x, interpret=True)
+  r = numpy_ref.act_sharq_nvfp4(np.asarray(x, np.float32))
+  assert float(out.scale) == float(r.s)
+  for got, ref in zip(out.paths, r.paths):
+    assert _neq(got, np.asarray(ref, np.float32)) == 0
+
+
+def test_prep_matches_core_decomposition_on_finite_data():
+  x = _heavy(16, 512, jnp.bfloat16, seed=11)
+  out = sharq_prep(x, interpret=True)
+  ref = jax.jit(lambda v: sharq_prep_reference(v))(x)
+  for got, want in zip(out.paths, ref.paths):
+    assert _neq(got, want) == 0
+
+
+def test_fast_mode_is_one_rounding_of_the_sum():
+  x = _heavy(8, 128, jnp.bfloat16, seed=3)
+  exact = sharq_prep(x, mode="exact", interpret=True)
+  fast = sharq_prep(x, mode="fast", interpret=True)
+  total = (np.asarray(exact.paths[0], np.float32) + np.asarray(exact.paths[1], np.float32))
+  np.testing.assert_array_equal(np.asarray(fast.paths[0]), total.astype(np.float16))
+
+
+def test_leading_dims_flatten_and_errors():
+  x = _heavy(6, 64, jnp.bfloat16, seed=5).reshape(2, 3, 64)
+  assert sharq_prep(x, interpret=True).paths[0].shape == (6, 64)
+  with pytest.raises(ValueError, match="multiple of 32"):
+    sharq_prep(jnp.ones((2, 48), jnp.bfloat16), interpret=True)
+  with pytest.raises(ValueError, match="power of two"):
+    PrepConfig(block_m=12)
+  assert default_config(1, 14336).block_k == 128 and default_config(1, 96).block_k == 32
