@@ -90,6 +90,10 @@ def quantize_model(model: nnx.Module, *, method: str | methods.Method,
       kept.append(dotted)
       continue
     new = SharQLinear.from_linear(layer, chosen, name=dotted, backend=backend)
+    # One layer at a time: with sharded weights each quantization is an SPMD program
+    # with an all-reduce (the global amax); many such programs in flight at once can
+    # starve each other of threads on simulated CPU devices and deadlock.
+    jax.block_until_ready(new.qweight.get_value())
     parent = model
     for p in path[:-1]:
       parent = parent[p] if isinstance(p, int) else getattr(parent, p)
