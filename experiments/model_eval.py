@@ -8,7 +8,6 @@ device mesh.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time

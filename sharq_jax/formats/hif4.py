@@ -11,7 +11,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from sharq_jax import errors
 from sharq_jax.formats import base

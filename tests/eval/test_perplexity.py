@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sharq_jax import loaders, models
+from sharq_jax import models
 from sharq_jax.eval import perplexity as ppl
 
 REF = os.path.join(os.path.dirname(__file__), "..", "models", "data",
@@ -56,14 +56,6 @@ def test_matches_direct_nll_and_batching():
     assert r["nll"] == pytest.approx(nll, rel=1e-5)
     assert r["ppl"] == pytest.approx(math.exp(nll), rel=1e-5)
     assert r["tokens"] == 5 * 11
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-  try:
-    return loaders.read_checkpoint("smollm2-135m")
-  except loaders.CheckpointError as e:
-    pytest.skip(str(e))
 
 
 def test_smollm2_matches_transformers_loss(smollm2):

@@ -59,14 +59,6 @@ def test_tiny_configs_cover_the_variants(tiny_ref):
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-  try:
-    return loaders.read_checkpoint("smollm2-135m")
-  except loaders.CheckpointError as e:
-    pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def smollm2_ref():
   return np.load(os.path.join(DATA, "smollm2_hf_reference.npz"))
 
