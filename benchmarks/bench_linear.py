@@ -22,13 +22,13 @@ import functools
 import json
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bootstrap  # noqa: E402
+import harness  # noqa: E402
 
 _bootstrap.setup()
 
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from sharq_jax import linear, methods  # noqa: E402
 from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl,  # noqa: E402
-                                            PackedGemmConfig, default_dense_config,
+                                            default_dense_config,
                                             default_packed_config, expand_weight,
                                             expand_weight_pallas,
                                             pack_weight, sharq_gemm,
@@ -63,33 +63,12 @@ L2_BYTES = 60e6
 ROTATE_BYTES = 240e6  # weights cycled per timing run: 4x the L2
 
 
-class Bench:
-  """Logging, budget and timing state of one run."""
+class Bench(harness.Recorder):
+  """Logging, budget, timing state and random keys of one run."""
 
   def __init__(self, out_dir: str, budget_s: float):
-    self.out_dir = out_dir
-    os.makedirs(out_dir, exist_ok=True)
-    self.t0 = time.time()
-    self.budget_s = budget_s
-    self.log_f = open(os.path.join(out_dir, "log.txt"), "a")
-    self.res_f = open(os.path.join(out_dir, "results.jsonl"), "a")
-    self.records = []
+    super().__init__(out_dir, budget_s)
     self.key = jax.random.PRNGKey(int(time.time()) & 0xFFFF)
-
-  def left(self) -> float:
-    return self.budget_s - (time.time() - self.t0)
-
-  def log(self, *a):
-    msg = " ".join(str(x) for x in a)
-    print(msg, flush=True)
-    self.log_f.write(msg + "\n")
-    self.log_f.flush()
-
-  def record(self, **kw):
-    kw["t_wall"] = round(time.time() - self.t0, 1)
-    self.records.append(kw)
-    self.res_f.write(json.dumps(kw) + "\n")
-    self.res_f.flush()
 
   def next_key(self):
     self.key, k = jax.random.split(self.key)
@@ -100,17 +79,7 @@ heavy_x = mm_specs.heavy_activations
 heavy_w = mm_specs.heavy_weight
 
 
-def time_calls(fn, arg_sets, iters=7):
-  """Median seconds per call of fn over R = len(arg_sets) calls in one jit program."""
-  run = jax.jit(lambda sets: [fn(*a) for a in sets])
-  for _ in range(2 if len(arg_sets) < 8 else 1):
-    jax.block_until_ready(run(arg_sets))
-  ts = []
-  for _ in range(iters):
-    t = time.perf_counter()
-    jax.block_until_ready(run(arg_sets))
-    ts.append(time.perf_counter() - t)
-  return statistics.median(ts) / len(arg_sets)
+time_calls = harness.time_calls
 
 
 def n_calls(m):

@@ -93,7 +93,7 @@ def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
 @functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "interpret"))
 def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-6,
                mode: PathMode = PathMode.EXACT, config: PrepConfig | None = None,
-               interpret: bool = False) -> Prepared:
+               scale: jax.Array | None = None, interpret: bool = False) -> Prepared:
   """Prepares activations x (..., K) for the SharQ GEMM (see module docstring).
 
   Args:
@@ -102,6 +102,9 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
     eps: RMSNorm epsilon.
     mode: PathMode.EXACT (Ŝ and R̂) or PathMode.FAST (Ŝ + R̂ in one float16 path).
     config: tile config; default_config(M, K) if None.
+    scale: the tensor scale s to use instead of this x's own, for x a shard of a
+      larger tensor (row-parallel layers: scale_from_amax of the pmax of the shards'
+      finite_amax), so every shard is quantized as the whole tensor would be.
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
@@ -117,7 +120,11 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   cfg = config or default_config(m, k)
   if k % cfg.block_k:
     raise ValueError(f"sharq_prep: K={k} is not a multiple of block_k={cfg.block_k}")
-  s, rstd = prep_stats(x2, gamma, eps)
+  if scale is None:
+    s, rstd = prep_stats(x2, gamma, eps)
+  else:
+    s = jnp.asarray(scale, jnp.float32).reshape(())
+    rstd = None if gamma is None else reference.rms_stats(x2, eps)
   bm, bk = cfg.block_m, cfg.block_k
   grid = (pl.cdiv(m, bm), k // bk)
   tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))

@@ -83,18 +83,28 @@ def rms_apply(x2: jax.Array, gamma: jax.Array, rstd: jax.Array) -> jax.Array:
   return _round_to(gamma.astype(jnp.float32) * y, x2.dtype).astype(x2.dtype)
 
 
-def tensor_scale(xn: jax.Array) -> jax.Array:
-  """s = f32(amax_finite / 2688) (1 if zero), float32 (), with a true division.
+def finite_amax(xn: jax.Array) -> jax.Array:
+  """max |x| over the finite entries of xn (0 if none), float32 ()."""
+  xf = xn.astype(jnp.float32)
+  return jnp.max(jnp.where(jnp.isfinite(xf), jnp.abs(xf), 0.0), initial=0.0)
+
+
+def scale_from_amax(amax: jax.Array) -> jax.Array:
+  """s = f32(amax / 2688) (1 if amax is zero), float32 (), with a true division.
 
   The divisor goes through an optimization barrier: XLA otherwise folds a division by
   a constant into a multiplication by its rounded reciprocal, which is not the
   f32(amax / 2688) that NUMERICS.md prescribes (it differs in the last bit for some
   amax). sharq_jax.formats.global_scale is the same formula without the barrier.
+  A sharded tensor's scale is scale_from_amax of the max of its shards' finite_amax.
   """
-  xf = xn.astype(jnp.float32)
-  amax = jnp.max(jnp.where(jnp.isfinite(xf), jnp.abs(xf), 0.0), initial=0.0)
   divisor = jax.lax.optimization_barrier(jnp.float32(TENSOR_SCALE_DIVISOR))
   return jnp.where(amax > 0, amax / divisor, 1.0).astype(jnp.float32)
+
+
+def tensor_scale(xn: jax.Array) -> jax.Array:
+  """The tensor scale s of xn: scale_from_amax(finite_amax(xn))."""
+  return scale_from_amax(finite_amax(xn))
 
 
 def sharq_prep_reference(x: jax.Array, *, gamma: jax.Array | None = None,

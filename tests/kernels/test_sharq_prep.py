@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config, sharq_prep,
+from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config,
+                                          finite_amax, scale_from_amax, sharq_prep,
                                           sharq_prep_reference)
 from sharq_jax.kernels.sharq_prep import specs
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy
@@ -87,3 +88,23 @@ def test_leading_dims_flatten_and_errors():
   with pytest.raises(ValueError, match="power of two"):
     PrepConfig(block_m=12)
   assert default_config(1, 14336).block_k == 128 and default_config(1, 96).block_k == 32
+
+
+@pytest.mark.parametrize("mode", list(PathMode))
+def test_shard_with_the_whole_tensors_scale_equals_that_slice_of_the_whole(mode):
+  # Row-parallel layers prepare a K-slice of X on each device with the tensor scale of
+  # the whole X (pmax of the shards' amax): the slice must come out exactly as that
+  # slice of the single-device preparation.
+  x = _heavy(24, 256, jnp.bfloat16, 11)
+  whole = sharq_prep(x, mode=mode, interpret=True)
+  halves = [x[:, :128], x[:, 128:]]
+  amaxes = [float(finite_amax(h)) for h in halves]
+  s = scale_from_amax(jnp.float32(max(amaxes)))
+  assert float(s) == float(whole.scale)
+  for i, h in enumerate(halves):
+    part = sharq_prep(h, mode=mode, scale=s, interpret=True)
+    for got, want in zip(part.paths, whole.paths):
+      np.testing.assert_array_equal(got, want[:, 128 * i:128 * (i + 1)])
+  smaller = halves[int(np.argmin(amaxes))]
+  own = sharq_prep(smaller, mode=mode, interpret=True)
+  assert float(own.scale) != float(s)  # that slice alone would have used another scale

@@ -1,25 +1,23 @@
-"""Sharded SharQ linear layers equal the single-device run (8 simulated CPU devices)."""
+"""Sharded SharQ linear layers equal the single-device run (on CPU 8 simulated devices;
+on a GPU machine its real GPUs, see tests/parallel/layouts.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from sharq_jax import decompose as dec
 from sharq_jax import methods, parallel
 
 from sharq_jax.linear import sharq_dot
+from tests.parallel.layouts import DEVICES, layouts, mesh as _mesh
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8,
-                                reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)")
+pytestmark = pytest.mark.skipif(DEVICES < 2,
+                                reason="needs ≥ 2 devices (tests/conftest.py sets XLA_FLAGS)")
 
-LAYOUTS = [(8, 1), (1, 8), (2, 4)]
+LAYOUTS = layouts()
 METHODS = ["bf16", "nvfp4", "sharq-nvfp4", "sharq-mxfp4", "sharq-hif4"]
-
-
-def _mesh(dp, tp):
-  return Mesh(np.array(jax.devices()[:dp * tp]).reshape(dp, tp), ("data", "model"))
 
 
 def _data(seed, shape, outliers=True):
@@ -78,7 +76,7 @@ PACKED_BYTES_PER_VALUE = {
 
 @pytest.mark.parametrize("method", sorted(PACKED_BYTES_PER_VALUE))
 def test_all_gather_packed_equals_single_device_quantization(method):
-  mesh = _mesh(1, 8)
+  mesh = _mesh(1, DEVICES)
   x = _data(3, (32, 256))
   gather = jax.shard_map(lambda v: parallel.all_gather_packed(v, method, "model"), mesh=mesh,
                      in_specs=P("model", None), out_specs=P(), check_vma=False)

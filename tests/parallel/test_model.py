@@ -1,4 +1,5 @@
-"""A whole tiny model, sharded (dp, tp) ∈ {(8,1), (1,8), (2,4)}, gives the single-device
+"""A whole tiny model, sharded (dp, tp) ∈ {(8,1), (1,8), (2,4)} (on CPU; the real
+devices' layouts elsewhere, see tests/parallel/layouts.py), gives the single-device
 answer: bit-exact quantized weights, and logits that differ only by float32
 accumulation order (plus the rare rounding flip that order can cause downstream)."""
 
@@ -7,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import Mesh
 
 from sharq_jax import parallel
 from sharq_jax.models.config import ModelConfig
 from sharq_jax.models.llama import CausalLM
 from sharq_jax.nn import convert
+from tests.parallel.layouts import DEVICES, layouts, mesh as make_mesh
 
-pytestmark = pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 devices")
+pytestmark = pytest.mark.skipif(DEVICES < 2, reason="needs ≥ 2 devices")
 
 # 16 query / 8 KV heads of 16, FFN 512: every layout below splits whole heads and
 # whole 32-blocks (row-parallel K per device: 256/8 = 32, 512/8 = 64).
@@ -41,10 +42,10 @@ def single_device():
   return out
 
 
-@pytest.mark.parametrize("dp,tp", [(8, 1), (1, 8), (2, 4)])
+@pytest.mark.parametrize("dp,tp", layouts())
 @pytest.mark.parametrize("method", ["bf16", "nvfp4", "sharq-nvfp4"])
 def test_sharded_model_matches_single_device(single_device, method, dp, tp):
-  mesh = Mesh(np.array(jax.devices()[:dp * tp]).reshape(dp, tp), ("data", "model"))
+  mesh = make_mesh(dp, tp)
   model, (single_logits) = single_device[method]
   sharded, _ = parallel.quantize_sharded(CausalLM(CFG, rngs=nnx.Rngs(0)), mesh,
                                          method=method)
@@ -66,8 +67,9 @@ def test_sharded_model_matches_single_device(single_device, method, dp, tp):
     assert err < 0.1 * quant_err, (err, quant_err)
 
 
+@pytest.mark.skipif(DEVICES < 8, reason="the refused layouts need 8 devices")
 def test_layouts_that_split_heads_or_blocks_are_refused():
-  mesh = Mesh(np.array(jax.devices()[:8]).reshape(1, 8), ("data", "model"))
+  mesh = make_mesh(1, 8)
   odd = CFG.replace(num_heads=12, num_kv_heads=4, head_dim=16, hidden_size=192)
   with pytest.raises(ValueError, match="12 heads unevenly"):
     parallel.shard_model(CausalLM(odd, rngs=nnx.Rngs(0)), mesh)
