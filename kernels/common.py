@@ -10,8 +10,8 @@ Two facts the kernels rely on (both checked in the tests):
 
 * Pallas-Triton lowers `x / y` (float32) to an approximate division on NVIDIA GPUs, so
   every division the numerics contract prescribes goes through `div_rn`, which emits
-  PTX `div.rn.f32` (IEEE round-to-nearest-even) on the GPU and a plain XLA division in
-  interpret mode.
+  PTX `div.rn.f32` (IEEE round-to-nearest-even) on the GPU and the core library's exact
+  integer division (sharq_jax.formats.division) in interpret mode.
 * Triton's float `max` ignores NaN (it lowers to maxnum), unlike XLA's: kernels never
   feed NaN to a max; non-finite values are flagged separately.
 """
@@ -21,6 +21,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sharq_jax.formats import division
 
 E4M3_MAX = 448.0
 E4M3_MIN_SUBNORMAL = 2.0**-9
@@ -47,9 +49,9 @@ def div_rn(x: jax.Array, y: jax.Array, *, gpu: bool) -> jax.Array:
   x = jnp.broadcast_to(x, shape)
   y = jnp.broadcast_to(y, shape)
   if not gpu:
-    # XLA rewrites a division by a broadcast or constant into a multiplication by a
-    # rounded reciprocal; a barrier on the full-shape divisor keeps the true division.
-    return x / jax.lax.optimization_barrier(y)
+    # Outside a kernel (interpret mode, XLA): XLA's division is not correctly rounded
+    # everywhere; the core library's integer long division is.
+    return division.divide(x, y)
   from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
   [out] = plgpu.elementwise_inline_asm(
       "div.rn.f32 $0, $1, $2;", args=[x, y], constraints="=f,f,f", pack=1,

@@ -21,6 +21,7 @@ import numpy as np
 
 from sharq_jax import decompose as dec
 from sharq_jax.formats import NVFP4
+from sharq_jax.formats.base import exact_divide
 from sharq_jax.formats.nvfp4 import TENSOR_SCALE_DIVISOR
 from sharq_jax.masks import NMPattern
 
@@ -90,16 +91,15 @@ def finite_amax(xn: jax.Array) -> jax.Array:
 
 
 def scale_from_amax(amax: jax.Array) -> jax.Array:
-  """s = f32(amax / 2688) (1 if amax is zero), float32 (), with a true division.
+  """s = f32(amax / 2688) (1 if amax is zero), float32 (), correctly rounded.
 
-  The divisor goes through an optimization barrier: XLA otherwise folds a division by
-  a constant into a multiplication by its rounded reciprocal, which is not the
-  f32(amax / 2688) that NUMERICS.md prescribes (it differs in the last bit for some
-  amax). sharq_jax.formats.global_scale is the same formula without the barrier.
-  A sharded tensor's scale is scale_from_amax of the max of its shards' finite_amax.
+  The same formula as sharq_jax.formats.global_scale (an exact division: XLA's own is
+  not correctly rounded on every backend). A sharded tensor's scale is
+  scale_from_amax of the max of its shards' finite_amax.
   """
-  divisor = jax.lax.optimization_barrier(jnp.float32(TENSOR_SCALE_DIVISOR))
-  return jnp.where(amax > 0, amax / divisor, 1.0).astype(jnp.float32)
+  amax = jnp.asarray(amax, jnp.float32)
+  return jnp.where(amax > 0, exact_divide(amax, TENSOR_SCALE_DIVISOR), 1.0).astype(
+      jnp.float32)
 
 
 def tensor_scale(xn: jax.Array) -> jax.Array:

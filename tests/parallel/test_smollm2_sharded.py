@@ -5,6 +5,10 @@ single-device perplexity; a layout its shapes do not allow is refused clearly.""
 import jax
 import numpy as np
 import pytest
+
+pytest.importorskip("gguf")  # the loaders need it; skip before importing them
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -13,7 +17,6 @@ from sharq_jax.eval import perplexity as ppl_eval
 from sharq_jax.eval import text
 from sharq_jax.nn import convert
 
-pytest.importorskip("gguf")
 pytestmark = pytest.mark.skipif(jax.device_count() < 6, reason="needs 6 devices")
 
 

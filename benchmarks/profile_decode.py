@@ -1,0 +1,72 @@
+"""Where a decode SharQ linear's time goes: kernel by kernel, under Nsight Compute.
+
+Runs one decode call (M = 16 by default) of the SharQ linear (prep + packed GEMM) and
+of XLA's bf16 `jnp.dot` at the two big Llama-3.1-8B shapes, after warm-up, with the
+launches to profile bracketed by cudaProfilerStart/Stop (jax.profiler is not used).
+Typical use on the device (Firecracker machines allow counters with --clock-control
+none):
+
+  ncu --clock-control none --profile-from-start off --csv --page raw \\
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,launch__grid_size,\\
+launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \\
+      python3 benchmarks/profile_decode.py > $OUT/ncu.csv
+
+Without ncu it prints the wall-clock time per call (R calls in one jit program), so
+the sum of kernel durations can be set against the time a caller sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _bootstrap, harness  # noqa: E402
+
+_bootstrap.setup()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from sharq_jax.kernels.sharq_matmul import pack_weight_from_float, sharq_matmul  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
+
+
+def _profiler(call: str) -> None:
+  """cuProfilerStart / cuProfilerStop from the driver (a no-op without a GPU driver)."""
+  try:
+    getattr(ctypes.CDLL("libcuda.so.1"), call)()
+  except OSError:
+    pass
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--m", type=int, default=16)
+  ap.add_argument("--shapes", default="4096x14336,14336x4096")
+  ap.add_argument("--calls", type=int, default=24, help="calls per timing (wall clock)")
+  args = ap.parse_args()
+  key = jax.random.PRNGKey(0)
+  for shape in args.shapes.split(","):
+    k, n = map(int, shape.split("x"))
+    copies = 8  # 8 × 31 MB packed / 8 × 117 MB bf16: beyond the 60 MB L2
+    ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(copies)]
+    pws = [pack_weight_from_float(w.astype(jnp.float32)) for w in ws]
+    xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 100 + i), args.m, k)
+          for i in range(args.calls)]
+    sharq = jax.jit(lambda x, w: sharq_matmul(x, w))
+    bf16 = jax.jit(lambda x, w: jnp.dot(x, w.T))
+    for name, fn, wl in (("sharq", sharq, pws), ("bf16", bf16, ws)):
+      jax.block_until_ready(fn(xs[0], wl[0]))
+      t = harness.time_calls(fn, [(xs[i], wl[i % copies]) for i in range(args.calls)])
+      print(f"[wall] {name:5s} K={k} N={n} M={args.m}: {t * 1e6:.1f} us per call", flush=True)
+      jax.block_until_ready(fn(xs[1], wl[1]))
+      _profiler("cuProfilerStart")
+      jax.block_until_ready(fn(xs[2], wl[2]))
+      _profiler("cuProfilerStop")
+
+
+if __name__ == "__main__":
+  main()
