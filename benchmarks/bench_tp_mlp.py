@@ -8,7 +8,11 @@ For each device count tp, token count M, linear kind (sharq-nvfp4 on the Pallas
 kernels, bf16 jnp.dot) and layout (benchmarks/tp_mlp.py: TP, SP_BF16, SP_PACKED):
   * time per call: R calls in one jit program with distinct random activations and
     weight copies cycled so each call streams its weights from HBM (the copies on one
-    device exceed 4× its 60 MB L2), 2 warm-ups, median of 7 timed runs / R;
+    device exceed 4× its 60 MB L2), 2 warm-ups, median of 7 timed runs / R. By default
+    (--calls chained) each call waits for the previous call's output, as a layer in a
+    model does; --calls independent lets XLA overlap one call's asynchronous
+    collectives with the next call's compute (throughput of independent work, which
+    understates the collectives' cost);
   * the same with every collective replaced by a local stand-in (`comm=False`): the
     collectives' share of the time is 1 − t(no comm) / t;
   * bytes each device sends (tp_mlp.collective_bytes) and the time of those
@@ -78,7 +82,9 @@ class Setup:
     key = (mesh.shape[tp_mlp.AXIS], linear)
     have = self.placed.setdefault(key, [])
     while len(have) < copies:
-      have.append(tp_mlp.shard_mlp_weights(*self.float_weights[len(have)], mesh, linear))
+      # Beyond the float sets, a copy repeats one: a distinct buffer all the same.
+      src = self.float_weights[len(have) % len(self.float_weights)]
+      have.append(tp_mlp.shard_mlp_weights(*src, mesh, linear))
     return have[:copies]
 
 
@@ -116,7 +122,8 @@ def check(run: Run, setup: Setup, tps, ms, interpret: bool):
         if tp == 1:
           continue
         rel = float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
-        ulp = np.abs(y - ref) / np.maximum(np.abs(ref) * 2.0**-8, 1e-30)
+        # one bf16 unit in the last place at |ref|: 2^(exponent − 7)
+        ulp = np.abs(y - ref) / 2.0 ** (np.floor(np.log2(np.maximum(np.abs(ref), 1e-30))) - 7)
         row = dict(section="check", linear=linear.value, m=m, tp=tp, layout=layout.value,
                    rel_err_vs_tp1=rel, max_bf16_ulps=float(np.max(ulp)),
                    frac_elems_differ=float(np.mean(y != ref)))
@@ -130,7 +137,7 @@ def check(run: Run, setup: Setup, tps, ms, interpret: bool):
                  if "neq_vs_sp_bf16" in row else ""))
 
 
-def collectives_alone(run: Run, tps, ms, hidden: int):
+def collectives_alone(run: Run, tps, ms, hidden: int, chain: bool):
   """Time of each block's collectives on their own, per byte count."""
   for tp in tps:
     if tp == 1:
@@ -156,13 +163,13 @@ def collectives_alone(run: Run, tps, ms, hidden: int):
                            check_vma=False)
         sets = [(jax.device_put(jnp.ones(shape, dtype) * (i + 1), NamedSharding(mesh, spec)),)
                 for i in range(n_calls(m, False))]
-        t = time_calls(fn, sets)
-        run.record(section="collective", tp=tp, m=m, op=name, t_us=t * 1e6,
+        t = time_calls(fn, sets, chain=chain)
+        run.record(section="collective", tp=tp, m=m, op=name, t_us=t * 1e6, chained=chain,
                    bytes=int(np.prod(shape)) * jnp.dtype(dtype).itemsize)
         run.log(f"[collective] tp={tp} M={m:5d} {name:24s} {t * 1e6:8.1f} us")
 
 
-def timings(run: Run, setup: Setup, tps, ms, smoke: bool):
+def timings(run: Run, setup: Setup, tps, ms, smoke: bool, chain: bool):
   for m in ms:
     for linear in Linear:
       for tp in tps:
@@ -181,11 +188,12 @@ def timings(run: Run, setup: Setup, tps, ms, smoke: bool):
           xs = _activations(m, setup.hidden, r, m + tp, mesh, layout)
           sets = [(xs[i], ws[i % copies]) for i in range(r)]
           row = dict(section="time", linear=linear.value, m=m, tp=tp, layout=layout.value,
-                     calls=r, weight_copies=copies,
+                     calls=r, chained=chain, weight_copies=copies,
                      weight_mb_per_device=tp_mlp.weight_bytes_per_device(probe, tp) / 1e6)
           for comm in ((True, False) if tp > 1 else (True,)):
             cfg = BlockConfig(linear=linear, layout=layout, comm=comm, interpret=smoke)
-            t = time_calls(lambda v, w, cfg=cfg: tp_mlp.mlp_block(v, w, mesh, cfg), sets)
+            t = time_calls(lambda v, w, cfg=cfg: tp_mlp.mlp_block(v, w, mesh, cfg), sets,
+                           chain=chain)
             row["t_us" if comm else "t_nocomm_us"] = t * 1e6
           if tp > 1:
             row["comm_share"] = 1 - row["t_nocomm_us"] / row["t_us"]
@@ -225,12 +233,17 @@ def main():
   ap.add_argument("--ffn", type=int, default=14336)
   ap.add_argument("--budget_s", type=float, default=400)
   ap.add_argument("--sections", default="check,collectives,time")
+  ap.add_argument("--calls", choices=("chained", "independent"), default="chained",
+                  help="chained: each call waits for the previous one's output (a layer in a "
+                  "model); independent: XLA may overlap one call's collectives with the "
+                  "next call's compute")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: tiny shapes, kernels in interpret mode")
   args = ap.parse_args()
   if args.smoke:
     args.hidden, args.ffn = 128, 256
   run = Run(args.out, args.budget_s)
+  chain = args.calls == "chained"
   n = jax.device_count()
   tps = [int(v) for v in args.tps.split(",")] if args.tps else sorted({1, n})
   ms = [int(v) for v in args.ms.split(",")]
@@ -240,8 +253,8 @@ def main():
              devices=n, commit=os.environ.get("GIT_COMMIT", "?"), argv=sys.argv)
   setup = Setup(args.hidden, args.ffn, copies=2 if args.smoke else 6)
   sections = dict(check=lambda: check(run, setup, tps, ms, args.smoke),
-                  collectives=lambda: collectives_alone(run, tps, ms, args.hidden),
-                  time=lambda: timings(run, setup, tps, ms, args.smoke))
+                  collectives=lambda: collectives_alone(run, tps, ms, args.hidden, chain),
+                  time=lambda: timings(run, setup, tps, ms, args.smoke, chain))
   for name in args.sections.split(","):
     t = time.time()
     sections[name]()

@@ -42,13 +42,37 @@ class Recorder:
     self.res_f.flush()
 
 
-def time_calls(fn, arg_sets, iters: int = 7) -> float:
+def _chained(fn, sets):
+  """Calls fn on each argument set in turn, each call waiting for the previous result.
+
+  The optimization barrier ties call i+1's first argument to call i's output, so no
+  part of call i (an asynchronous collective, say) can overlap call i+1: what a layer
+  of a model sees, whose next layer needs this one's output.
+  """
+  outs, prev = [], None
+  for args in sets:
+    if prev is not None:
+      first, _ = jax.lax.optimization_barrier((args[0], prev))
+      args = (first, *args[1:])
+    prev = fn(*args)
+    outs.append(prev)
+  return outs
+
+
+def time_calls(fn, arg_sets, iters: int = 7, *, chain: bool = False) -> float:
   """Median seconds per call of fn over R = len(arg_sets) calls in one jit program.
 
   The R calls take distinct arguments (fresh activations, cycled weight copies), so
   no call reuses another's inputs from cache; 2 warm-up runs (1 when R ≥ 8) come first.
+  chain=False: the calls are independent, and XLA may overlap one call's asynchronous
+  work (collectives) with the next call's compute — throughput of independent work.
+  chain=True: each call waits for the previous one (see `_chained`) — the latency of a
+  call inside a model.
   """
-  run = jax.jit(lambda sets: [fn(*a) for a in sets])
+  if chain:
+    run = jax.jit(lambda sets: _chained(fn, sets))
+  else:
+    run = jax.jit(lambda sets: [fn(*a) for a in sets])
   for _ in range(2 if len(arg_sets) < 8 else 1):
     jax.block_until_ready(run(arg_sets))
   ts = []

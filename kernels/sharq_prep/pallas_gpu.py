@@ -104,7 +104,9 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
     config: tile config; default_config(M, K) if None.
     scale: the tensor scale s to use instead of this x's own, for x a shard of a
       larger tensor (row-parallel layers: scale_from_amax of the pmax of the shards'
-      finite_amax), so every shard is quantized as the whole tensor would be.
+      finite_amax), so every shard is quantized as the whole tensor would be. With
+      gamma the RMSNorm statistics are this x's own rows: right for a token shard
+      (whole rows), wrong for a K shard — normalise K-sharded inputs before.
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:

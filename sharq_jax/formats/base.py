@@ -24,10 +24,12 @@ def exact_divide(a: jax.Array, b: jax.Array | float) -> jax.Array:
   """f32(a / b), correctly rounded (IEEE), as NUMERICS.md requires, on every backend.
 
   On CPU: XLA's IEEE division, protected from the reciprocal rewrite (2.4× faster
-  than the integer path there). Elsewhere: `division.divide`, exact integer long
-  division, because on the H200 XLA's fused kernels divide approximately (1-ulp
-  errors in tensor scales and scaled values seen with jax 0.11.2). Both equal the
-  IEEE quotient; tests/test_division.py checks both against NumPy.
+  than the integer path there); XLA's CPU code flushes subnormal operands and results
+  to zero, so there the quotient is IEEE for normal numbers only. Elsewhere:
+  `division.divide`, exact integer long division (subnormals included), because on the
+  H200 XLA's fused kernels divide approximately (1-ulp errors in tensor scales and
+  scaled values seen with jax 0.11.2). tests/test_division.py checks both against
+  NumPy. Not differentiable on GPU (integer ops): use sharq_jax.ste for training.
   """
   a = jnp.asarray(a, jnp.float32)
   b = jnp.asarray(b, jnp.float32)
