@@ -6,9 +6,10 @@ sharq_dot(..., backend="pallas"|"auto") asks `supports` / `why_unsupported` and 
 order of the float32 accumulation); anything it cannot compute that way is refused with
 the reason, never approximated.
 
-Performance note: a QuantizedWeight is packed (nibbles + transposed E4M3 scales) on
-every call, an extra pass over the weight. Layers that call the kernels repeatedly
-should `pack_weight` once and call `sharq_matmul` (or pass the PackedWeight here).
+Performance note: a QuantizedWeight passed here is packed (nibbles + E4M3 scale bytes)
+on every call, an extra pass over the weight. sharq_jax.nn.SharQLinear packs once when
+it is built for the kernels and passes the PackedWeight; other callers that reuse a
+weight should `pack_weight` once too.
 """
 
 from __future__ import annotations
@@ -25,22 +26,42 @@ SUPPORTED_DTYPES = (jnp.bfloat16, jnp.float16, jnp.float32)
 MIN_N_MULTIPLE = 16
 
 
+def _weight_dims(w) -> tuple[int, int] | str:
+  """(N, K) of a weight the kernels can take, or the reason they cannot."""
+  if isinstance(w, PackedWeight):
+    return w.n, w.k
+  method = getattr(getattr(w, "method", None), "name", None)
+  if method not in SUPPORTED_METHODS:
+    return (f"method {method!r} has no Pallas kernel (supported: "
+            f"{', '.join(SUPPORTED_METHODS)})")
+  q = w.data
+  fmt = getattr(q, "fmt", None)
+  if getattr(fmt, "block_size", None) != WEIGHT_BLOCK:
+    return f"weight format {fmt} is not NVFP4 block {WEIGHT_BLOCK}"
+  if q.codes.shape[-1] != w.logical_k:
+    return "padded weights (K not a multiple of 32) are not supported"
+  return q.codes.shape[0], w.logical_k
+
+
+def why_weight_unsupported(w) -> str | None:
+  """The reason the kernels cannot take weight w (whatever x), or None if they can."""
+  dims = _weight_dims(w)
+  if isinstance(dims, str):
+    return dims
+  n, k = dims
+  if k % K_MULTIPLE:
+    return f"K={k} is not a multiple of {K_MULTIPLE}"
+  if n % MIN_N_MULTIPLE:
+    return f"N={n} is not a multiple of {MIN_N_MULTIPLE}"
+  return None
+
+
 def why_unsupported(x, w, *, pad: bool = False, interpret: bool = False) -> str | None:
   """The reason the Pallas path cannot run sharq_dot(x, w), or None if it can."""
-  if isinstance(w, PackedWeight):
-    n, k_w = w.n, w.k
-  else:
-    method = getattr(getattr(w, "method", None), "name", None)
-    if method not in SUPPORTED_METHODS:
-      return (f"method {method!r} has no Pallas kernel (supported: "
-              f"{', '.join(SUPPORTED_METHODS)})")
-    q = w.data
-    fmt = getattr(q, "fmt", None)
-    if getattr(fmt, "block_size", None) != WEIGHT_BLOCK:
-      return f"weight format {fmt} is not NVFP4 block {WEIGHT_BLOCK}"
-    if q.codes.shape[-1] != w.logical_k:
-      return "padded weights (K not a multiple of 32) are not supported"
-    n, k_w = q.codes.shape[0], w.logical_k
+  dims = _weight_dims(w)
+  if isinstance(dims, str):
+    return dims
+  n, k_w = dims
   k = x.shape[-1] if getattr(x, "ndim", 0) else None
   if k is None:
     return "x must have a K axis"

@@ -48,3 +48,31 @@ def test_backend_selection_on_cpu():
     dispatch.sharq_dot_pallas(x, _w(method="nvfp4"))
   np.testing.assert_array_equal(np.asarray(linear.sharq_dot(x, qw, backend="auto")),
                                 np.asarray(linear.sharq_dot(x, qw, backend="xla")))
+
+
+def test_sharq_linear_packs_its_weight_once(monkeypatch):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from sharq_jax import nn  # pylint: disable=g-import-not-at-top
+  qw = _w()
+  x = jnp.asarray(np.random.default_rng(2).standard_t(3, (4, 128)), jnp.bfloat16)
+  layer = nn.SharQLinear(qw, None, backend=linear.Backend.PALLAS, interpret=True)
+  assert layer.packed is not None
+  assert layer.weight_nbytes() == qw.nbytes() + pack_weight(qw).nbytes()
+  # Calls use the kept copy: packing again would fail here.
+  monkeypatch.setattr(dispatch, "pack_weight", lambda w: (_ for _ in ()).throw(
+      AssertionError("repacked on call")) if not isinstance(w, dispatch.PackedWeight) else w)
+  y = nnx.jit(lambda m, v: m(v))(layer, x)
+  np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(
+      dispatch.sharq_dot_pallas(x, pack_weight(qw), interpret=True), np.float32))
+  np.testing.assert_allclose(np.asarray(y, np.float32),
+                             np.asarray(linear.sharq_dot_reference(x, qw), np.float32),
+                             rtol=2e-2, atol=2e-2)
+
+
+def test_sharq_linear_keeps_no_copy_where_kernels_do_not_run():
+  from sharq_jax import nn  # pylint: disable=g-import-not-at-top
+  assert nn.SharQLinear(_w(), None, backend=linear.Backend.XLA).packed is None
+  assert nn.SharQLinear(_w(method="nvfp4"), None, backend=linear.Backend.PALLAS,
+                        interpret=True).packed is None  # no kernel for this method
+  if linear.jax.default_backend() != "gpu":  # AUTO falls back to XLA off GPU
+    assert nn.SharQLinear(_w(), None, backend=linear.Backend.AUTO).packed is None
