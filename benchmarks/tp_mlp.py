@@ -158,9 +158,10 @@ def _prepared_gathered(x_local, cfg: BlockConfig, tp: int) -> Prepared:
     p = jax.tree.map(lambda a: jnp.tile(a, (tp,) + (1,) * (a.ndim - 1)) if a.ndim else a, p)
     (backbone, residual), s = parallel.unpack_activation(p)
   # Ŝ and R̂ are E2M1 × E4M3 products: exact in float16 (kernels/NOTES.md).
-  paths = (backbone.astype(jnp.float16), residual.astype(jnp.float16))
   if cfg.mode is PathMode.FAST:
     paths = ((backbone + residual).astype(jnp.float16),)
+  else:
+    paths = (backbone.astype(jnp.float16), residual.astype(jnp.float16))
   return Prepared(paths=paths, scale=s, rstd=None, mode=cfg.mode)
 
 

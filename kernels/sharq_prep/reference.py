@@ -21,8 +21,7 @@ import numpy as np
 
 from sharq_jax import decompose as dec
 from sharq_jax.formats import NVFP4
-from sharq_jax.formats.base import exact_divide
-from sharq_jax.formats.nvfp4 import TENSOR_SCALE_DIVISOR
+from sharq_jax.formats.nvfp4 import scale_from_amax  # the core formula, re-exported
 from sharq_jax.masks import NMPattern
 
 SHARQ_NVFP4 = dec.SharQConfig(pattern=NMPattern(4, 8, unit=2), backbone=NVFP4(32),
@@ -88,18 +87,6 @@ def finite_amax(xn: jax.Array) -> jax.Array:
   """max |x| over the finite entries of xn (0 if none), float32 ()."""
   xf = xn.astype(jnp.float32)
   return jnp.max(jnp.where(jnp.isfinite(xf), jnp.abs(xf), 0.0), initial=0.0)
-
-
-def scale_from_amax(amax: jax.Array) -> jax.Array:
-  """s = f32(amax / 2688) (1 if amax is zero), float32 (), correctly rounded.
-
-  The same formula as sharq_jax.formats.global_scale (an exact division: XLA's own is
-  not correctly rounded on every backend). A sharded tensor's scale is
-  scale_from_amax of the max of its shards' finite_amax.
-  """
-  amax = jnp.asarray(amax, jnp.float32)
-  return jnp.where(amax > 0, exact_divide(amax, TENSOR_SCALE_DIVISOR), 1.0).astype(
-      jnp.float32)
 
 
 def tensor_scale(xn: jax.Array) -> jax.Array:

@@ -25,11 +25,19 @@ class ScaleGranularity(enum.Enum):
   PER_ROW = "per_row"  # one scale per token: amax over the last (K) axis
 
 
+def scale_from_amax(amax: jax.Array) -> jax.Array:
+  """s = f32(amax / (448·6)) correctly rounded, or 1 where amax is 0.
+
+  A sharded tensor's scale is this of the max of its shards' finite amax.
+  """
+  amax = jnp.asarray(amax, jnp.float32)
+  return jnp.where(amax > 0, base.exact_divide(amax, TENSOR_SCALE_DIVISOR), 1.0).astype(jnp.float32)
+
+
 def global_scale(x: jax.Array, granularity: ScaleGranularity) -> jax.Array:
   """s = amax_finite / (448·6), or 1 where the amax is 0 (shape () or (..., 1))."""
   per_row = granularity is ScaleGranularity.PER_ROW
-  amax = base.finite_amax(x, axis=-1 if per_row else None, keepdims=per_row)
-  return jnp.where(amax > 0, base.exact_divide(amax, TENSOR_SCALE_DIVISOR), 1.0).astype(jnp.float32)
+  return scale_from_amax(base.finite_amax(x, axis=-1 if per_row else None, keepdims=per_row))
 
 
 @dataclasses.dataclass(frozen=True)

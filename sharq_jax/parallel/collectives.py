@@ -141,7 +141,7 @@ def all_gather_packed(x_local: jax.Array, method: "str | sq_methods.Method",
   scale = None
   if _needs_global_scale(method):
     amax = jax.lax.pmax(F.finite_amax(x_local), axis_name)
-    scale = F.global_scale(jnp.reshape(amax, (1,)), F.ScaleGranularity.PER_TENSOR)
+    scale = F.scale_from_amax(amax)
   packed = pack_activation(x_local, method, tensor_scale=scale)
   gathered = jax.tree.map(
       lambda a: jax.lax.all_gather(a, axis_name, axis=axis, tiled=True) if a.ndim else a,
