@@ -59,6 +59,17 @@ def _chained(fn, sets):
   return outs
 
 
+def _median_program_seconds(run, arg_sets, iters: int) -> float:
+  for _ in range(2 if len(arg_sets) < 8 else 1):
+    jax.block_until_ready(run(arg_sets))
+  ts = []
+  for _ in range(iters):
+    t = time.perf_counter()
+    jax.block_until_ready(run(arg_sets))
+    ts.append(time.perf_counter() - t)
+  return statistics.median(ts)
+
+
 def time_calls(fn, arg_sets, iters: int = 7, *, chain: bool = False) -> float:
   """Median seconds per call of fn over R = len(arg_sets) calls in one jit program.
 
@@ -73,11 +84,26 @@ def time_calls(fn, arg_sets, iters: int = 7, *, chain: bool = False) -> float:
     run = jax.jit(lambda sets: _chained(fn, sets))
   else:
     run = jax.jit(lambda sets: [fn(*a) for a in sets])
-  for _ in range(2 if len(arg_sets) < 8 else 1):
-    jax.block_until_ready(run(arg_sets))
-  ts = []
-  for _ in range(iters):
-    t = time.perf_counter()
-    jax.block_until_ready(run(arg_sets))
-    ts.append(time.perf_counter() - t)
-  return statistics.median(ts) / len(arg_sets)
+  return _median_program_seconds(run, arg_sets, iters) / len(arg_sets)
+
+
+def dispatch_seconds(arg_sets, iters: int = 7) -> float:
+  """Median seconds of a jit program that takes the same arguments and does nothing.
+
+  What launching a program with these buffers costs the host (argument handling,
+  dispatch, one tiny kernel, the wait) — a fixed cost per program, not per call.
+  """
+  # keep_unused: the real program receives every buffer, so this one must too.
+  run = jax.jit(lambda sets: jax.tree.leaves(sets)[0].ravel()[:1], keep_unused=True)
+  return _median_program_seconds(run, arg_sets, iters)
+
+
+def time_calls_net(fn, arg_sets, iters: int = 7, *, chain: bool = False):
+  """(raw, net) seconds per call: time_calls, and the same minus dispatch_seconds / R.
+
+  With R calls of a few tens of µs each, the program's fixed launch cost (hundreds of µs
+  for a hundred buffers) adds µs to every call: net is what the calls themselves take
+  on the device, kernels and the gaps between them included.
+  """
+  raw = time_calls(fn, arg_sets, iters, chain=chain)
+  return raw, raw - dispatch_seconds(arg_sets, iters) / len(arg_sets)

@@ -9,9 +9,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from sharq_jax.kernels.sharq_matmul import pallas_gpu
-from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, PackedGemmConfig,
+from sharq_jax.kernels.sharq_matmul import gemv_gpu, pallas_gpu
+from sharq_jax.kernels.sharq_matmul.config import (GEMV_MAX_M, DenseGemmConfig,
+                                                   GemvConfig, PackedGemmConfig,
                                                    default_dense_config,
+                                                   default_gemv_config,
                                                    default_packed_config)
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight
 from sharq_jax.kernels.sharq_prep import PathMode, PrepConfig, Prepared, sharq_prep
@@ -20,17 +22,22 @@ from sharq_jax.kernels.sharq_prep import PathMode, PrepConfig, Prepared, sharq_p
 class GemmImpl(enum.Enum):
   """Which GEMM runs after the preparation."""
 
-  PACKED = "packed"  # Pallas, FP4 payload decoded in registers (decode / small M)
+  GEMV = "gemv"  # Pallas, FP4 payload decoded in registers, CUDA-core FMAs (M <= 8)
+  PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
-  AUTO = "auto"  # PACKED for M <= PACKED_MAX_M, else EXPANDED_XLA
+  AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
+GEMV_AUTO_MAX_M = GEMV_MAX_M  # GEMV beats PACKED up to here on the H200 (BENCHMARKS.md)
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
 def resolve_impl(impl: GemmImpl | str, m: int) -> GemmImpl:
+  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
+    if m <= GEMV_AUTO_MAX_M:
+      return GemmImpl.GEMV
     return GemmImpl.PACKED if m <= PACKED_MAX_M else GemmImpl.EXPANDED_XLA
   return impl
 
@@ -49,7 +56,7 @@ def _xla_gemm(paths, w16, factor, bias, out_dtype):
 @functools.partial(jax.jit, static_argnames=("out_dtype", "impl", "config", "interpret"))
 def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.float32,
                impl: GemmImpl = GemmImpl.AUTO,
-               config: PackedGemmConfig | DenseGemmConfig | None = None,
+               config: GemvConfig | PackedGemmConfig | DenseGemmConfig | None = None,
                interpret: bool = False) -> jax.Array:
   """Y = s·s_w · Σ_p P_p · Ŵ'ᵀ (+ bias) for prepared activations (M, K) → (M, N)."""
   m, k = prepared.paths[0].shape
@@ -58,6 +65,10 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   impl = resolve_impl(impl, m)
   s_sw = prepared.scale * w.scale
   out_dtype = jnp.dtype(out_dtype)
+  if impl is GemmImpl.GEMV:
+    cfg = config if config is not None else default_gemv_config(m, w.n, k)
+    return gemv_gpu.gemv(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR, bias=bias,
+                         out_dtype=out_dtype, config=cfg, interpret=interpret)
   if impl is GemmImpl.PACKED:
     cfg = config if config is not None else default_packed_config(m, w.n, k)
     return pallas_gpu.packed_gemm(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR,

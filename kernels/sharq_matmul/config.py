@@ -86,6 +86,44 @@ class DenseGemmConfig:
       raise ValueError(f"K={k} is not a multiple of block_k={self.block_k}")
 
 
+@dataclasses.dataclass(frozen=True)
+class GemvConfig:
+  """CUDA-core kernel for a handful of tokens (M <= GEMV_MAX_M): no tensor cores.
+
+  Grid (N / block_n, split_k). Each program decodes (block_n, block_k) weights per
+  step in whatever register layout the load gives them and multiplies them with every
+  token of every path by FMAs, so no weight value ever moves between threads; the
+  sums over K are reduced once, after the loop.
+  """
+
+  block_n: int = 16
+  block_k: int = 256
+  split_k: int = 1
+  num_warps: int = 4
+  num_stages: int = 3
+
+  def __post_init__(self):
+    _pow2("block_n", self.block_n)
+    _pow2("block_k", self.block_k)
+    if self.block_k < 32:
+      raise ValueError(f"block_k must be >= 32, got {self.block_k}")
+    if self.split_k < 1:
+      raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+
+  def check(self, m: int, n: int, k: int) -> None:
+    """Raises ValueError if this config cannot tile (m, n, k)."""
+    if m > GEMV_MAX_M:
+      raise ValueError(f"the GEMV kernel takes M <= {GEMV_MAX_M} tokens, got M={m}")
+    if n % self.block_n:
+      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
+    if k % (self.split_k * self.block_k):
+      raise ValueError(f"K={k} is not a multiple of split_k·block_k="
+                       f"{self.split_k * self.block_k}")
+
+
+# One float32 accumulator per token and path lives in registers for the whole loop.
+GEMV_MAX_M = 8
+
 NUM_SMS_H200 = 132
 
 
@@ -121,3 +159,21 @@ def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
     block_k //= 2
   block_m = 128 if m >= 128 else max(16, 1 << (max(m, 1) - 1).bit_length())
   return DenseGemmConfig(block_m=block_m, block_n=block_n, block_k=block_k)
+
+
+def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
+  """GEMV tiles: 16 weight rows per program, K split until ~4 programs per SM.
+
+  Each thread keeps block_n·block_k/256 float32 sums per token (4 warps), so block_k
+  shrinks as M grows to keep the accumulators in registers.
+  """
+  block_n = 16
+  while n % block_n and block_n > 1:
+    block_n //= 2
+  block_k = 256 if m <= 2 else 128
+  while k % block_k and block_k > 32:
+    block_k //= 2
+  split = 1
+  while (n // block_n) * split < 4 * NUM_SMS_H200 and k % (2 * split * block_k) == 0:
+    split *= 2
+  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split)

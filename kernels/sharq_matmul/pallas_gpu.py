@@ -147,7 +147,12 @@ def packed_gemm(paths, w: PackedWeight, factor: jax.Array, *, bias=None,
       name="sharq_packed_gemm")(*args)
   if fused:
     return out
-  y = jnp.sum(out, axis=0) * jnp.asarray(factor, jnp.float32)
+  return finish_split_k(out, factor, bias, out_dtype)
+
+
+def finish_split_k(partials, factor, bias, out_dtype):
+  """Σ over the split-K partials (split, M, N), times factor, + bias, cast (XLA)."""
+  y = jnp.sum(partials, axis=0) * jnp.asarray(factor, jnp.float32)
   if bias is not None:
     y = y + jnp.asarray(bias, jnp.float32)
   return y.astype(out_dtype)

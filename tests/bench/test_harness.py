@@ -37,3 +37,14 @@ def test_time_calls_both_modes():
   sets = _sets()
   assert harness.time_calls(_fn, sets, iters=2) > 0
   assert harness.time_calls(_fn, sets, iters=2, chain=True) > 0
+
+
+def test_net_time_removes_the_programs_fixed_cost():
+  sets = _sets()
+  raw, net = harness.time_calls_net(_fn, sets, iters=3)
+  null = harness.dispatch_seconds(sets, iters=3)
+  assert raw > 0 and null > 0 and net < raw
+  # The null program keeps every argument (its dispatch cost scales with them) but
+  # computes one element of the first.
+  out = jax.jit(lambda s: jax.tree.leaves(s)[0].ravel()[:1])(sets)
+  np.testing.assert_array_equal(out, sets[0][0].ravel()[:1])

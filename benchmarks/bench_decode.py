@@ -1,0 +1,271 @@
+"""Decode-sized SharQ linears (M <= 16) on the H200: GEMV vs tensor-core kernel vs XLA.
+
+Usage (on the device; BENCHMARKS.md gives the exact command of each table):
+  PYTHONUNBUFFERED=1 python3 benchmarks/bench_decode.py --out $OUT [--budget_s 420]
+      [--sections check,sweep,linear] [--ms 1,4,8,16] [--smoke]
+
+Sections:
+  check   the GEMV and the tensor-core (packed) kernels against the float32 XLA
+          reference at the Llama-3.1-8B shapes, fresh heavy-tailed data, both modes;
+  sweep   GEMV tiles (coordinate descent from the default) at M = 1 and 8 on the two
+          big shapes; the best tile per (shape, M) is used below for M <= 8;
+  linear  per shape and M: XLA bf16 jnp.dot, fp8 dot, jax.nn.scaled_dot_general NVFP4,
+          the whole SharQ linear (prep + GEMM, exact and fast), the GEMM alone and the
+          prep alone. Every timing: R = 24 calls in one jit program with distinct
+          activations and weight copies cycled beyond the 60 MB L2; the table shows the
+          net time per call (harness.time_calls_net: the program's fixed launch cost
+          removed) and the log also the raw time.
+Writes $OUT/log.txt, $OUT/results.jsonl and $OUT/decode.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _bootstrap, harness  # noqa: E402
+
+_bootstrap.setup()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from sharq_jax.kernels.sharq_matmul import (GemmImpl, GemvConfig,  # noqa: E402
+                                            default_gemv_config, pack_weight_from_float,
+                                            resolve_impl, sharq_gemm, sharq_gemm_reference,
+                                            sharq_matmul)
+from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
+from sharq_jax.kernels.sharq_prep import PathMode, sharq_prep  # noqa: E402
+
+SHAPES = list(mm_specs.LLAMA31_8B_SHAPES)
+BIG = [(4096, 14336), (14336, 4096)]
+ROTATE_BYTES = 240e6  # 4x the L2
+CALLS = 24
+DN = (((1,), (1,)), ((), ()))
+
+
+@dataclasses.dataclass
+class Weights:
+  """bf16 and packed copies of one (N, K) weight shape, enough to defeat the L2."""
+
+  bf16: list
+  packed: list
+
+  @staticmethod
+  def make(key, k: int, n: int) -> "Weights":
+    c16 = max(1, math.ceil(ROTATE_BYTES / (2 * n * k)))
+    c4 = max(1, math.ceil(ROTATE_BYTES / (0.53125 * n * k)))
+    ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(max(c16, c4))]
+    pack = jax.jit(lambda w: pack_weight_from_float(w.astype(jnp.float32)))
+    return Weights(bf16=ws[:c16], packed=[pack(w) for w in ws[:c4]])
+
+
+def _rel(y, ref) -> float:
+  y, ref = jnp.asarray(y, jnp.float32), jnp.asarray(ref, jnp.float32)
+  return float(jnp.linalg.norm(y - ref) / jnp.linalg.norm(ref))
+
+
+def sec_check(rec, key, interpret: bool):
+  """GEMV (M <= 8) and packed (M = 16) against the float32 reference."""
+  ok = True
+  for i, (k, n) in enumerate(SHAPES):
+    pw = pack_weight_from_float(mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k)
+                                .astype(jnp.float32))
+    for m in (1, 3, 8, 16):
+      x = mm_specs.heavy_activations(jax.random.fold_in(key, 100 * i + m), m, k)
+      for mode in PathMode:
+        pr = sharq_prep(x, mode=mode, interpret=interpret)
+        ref = sharq_gemm_reference(pr, pw)
+        impls = [GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= 8 else [])
+        for impl in impls:
+          e = _rel(sharq_gemm(pr, pw, impl=impl, interpret=interpret), ref)
+          ok &= e < 1e-5
+          rec.log(f"[check] k={k} n={n} m={m} {mode.value} {impl.value}: rel_err {e:.2e}")
+          rec.record(section="check", k=k, n=n, m=m, mode=mode.value, impl=impl.value,
+                     rel_err=e)
+  rec.log(f"[check] ALL OK: {ok}")
+
+
+def _gemv_candidates(base: GemvConfig, k: int):
+  rep = dataclasses.replace
+  yield "block_n", [rep(base, block_n=v) for v in (8, 16, 32, 64)]
+  yield "block_k", [rep(base, block_k=v) for v in (64, 128, 256, 512)]
+  yield "num_warps", [rep(base, num_warps=v) for v in (1, 2, 4, 8)]
+  yield "split_k", [rep(base, split_k=v) for v in (1, 2, 4, 8, 16)]
+  yield "num_stages", [rep(base, num_stages=v) for v in (2, 3, 4, 5)]
+  del k
+
+
+def sec_sweep(rec, key, weights, ms, interpret: bool):
+  """Coordinate descent over GEMV tiles; returns {(k, n, m): best config}."""
+  best = {}
+  for (k, n) in BIG:
+    w = weights[(k, n)]
+    for m in ms:
+      xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 7000 + j), m, k)
+            for j in range(CALLS)]
+      prs = [sharq_prep(x, interpret=interpret) for x in xs]
+      sets = [(prs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
+      cfg = default_gemv_config(m, n, k)
+      seen = {}
+
+      def timed(c):
+        if c not in seen:
+          try:
+            c.check(m, n, k)
+            seen[c] = harness.time_calls_net(functools.partial(
+                sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
+                interpret=interpret), sets)[1]
+          except Exception as ex:  # pylint: disable=broad-except
+            rec.log(f"[sweep] k={k} n={n} m={m} {c}: {type(ex).__name__} {str(ex)[:200]}")
+            seen[c] = math.inf
+          if seen[c] < math.inf:
+            rec.log(f"[sweep] k={k} n={n} m={m} bn={c.block_n} bk={c.block_k} "
+                    f"split={c.split_k} warps={c.num_warps} stages={c.num_stages}: "
+                    f"{seen[c]*1e6:.1f} us net, {w.packed[0].nbytes()/seen[c]/1e12:.2f} TB/s")
+            rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), net_us=seen[c] * 1e6)
+        return seen[c]
+
+      for _, cands in _gemv_candidates(cfg, k):
+        if rec.left() < 60:
+          break
+        cfg = min([cfg] + cands, key=timed)
+      best[(k, n, m)] = cfg
+      rec.log(f"[sweep] best k={k} n={n} m={m}: {cfg} {seen[cfg]*1e6:.1f} us")
+  return best
+
+
+def gemv_config_for(best, m, n, k):
+  """The swept tile of the nearest swept M for this shape, else the default."""
+  cands = [(abs(mm - m), c) for (kk, nn, mm), c in best.items() if (kk, nn) == (k, n)]
+  for _, c in sorted(cands, key=lambda t: t[0]):
+    try:
+      c.check(m, n, k)
+      return c
+    except ValueError:
+      pass
+  return default_gemv_config(m, n, k)
+
+
+def sec_linear(rec, key, weights, ms, best, interpret: bool):
+  rows = []
+  sdg = jax.nn.get_scaled_dot_general_config("nvfp4") if not interpret else None
+  for (k, n) in SHAPES:
+    w = weights[(k, n)]
+    for m in ms:
+      if rec.left() < 40:
+        rec.log("[linear] budget exhausted")
+        return rows
+      xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j), m, k)
+            for j in range(CALLS)]
+      s16 = [(xs[j], w.bf16[j % len(w.bf16)]) for j in range(CALLS)]
+      s4 = [(xs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
+      impl = resolve_impl(GemmImpl.AUTO, m)
+      cfg = gemv_config_for(best, m, n, k) if impl is GemmImpl.GEMV else None
+      row = dict(section="linear", k=k, n=n, m=m, impl=impl.value, cfg=str(cfg),
+                 packed_bytes=w.packed[0].nbytes(), bf16_bytes=2 * n * k)
+      runs = [("bf16", lambda x, ww: jnp.dot(x, ww.T), s16)]
+      if not interpret:
+        runs.append(("fp8", lambda x, ww: jax.lax.dot_general(
+            x.astype(jnp.float8_e4m3fn), ww.astype(jnp.float8_e4m3fn), DN,
+            preferred_element_type=jnp.bfloat16), s16))
+        if m in (1, 16):
+          runs.append(("nvfp4_sdg", lambda x, ww: jax.nn.scaled_dot_general(
+              x, ww, DN, preferred_element_type=jnp.bfloat16, configs=[sdg, sdg]), s16))
+      for mode in PathMode:
+        runs.append((f"sharq_{mode.value}", functools.partial(
+            sharq_matmul, mode=mode, impl=impl, gemm_config=cfg, interpret=interpret), s4))
+      prs = [sharq_prep(x, interpret=interpret) for x in xs]
+      runs.append(("gemm", functools.partial(sharq_gemm, impl=impl, config=cfg,
+                                             out_dtype=jnp.bfloat16, interpret=interpret),
+                   [(prs[j], s4[j][1]) for j in range(CALLS)]))
+      if impl is GemmImpl.GEMV:
+        runs.append(("gemm_packed", functools.partial(
+            sharq_gemm, impl=GemmImpl.PACKED, out_dtype=jnp.bfloat16, interpret=interpret),
+            [(prs[j], s4[j][1]) for j in range(CALLS)]))
+      runs.append(("prep", lambda x: sharq_prep(x, interpret=interpret).paths,
+                   [(x,) for x in xs]))
+      for name, fn, sets in runs:
+        try:
+          raw, net = harness.time_calls_net(fn, sets)
+        except Exception as ex:  # pylint: disable=broad-except
+          rec.log(f"[linear] k={k} n={n} m={m} {name}: {type(ex).__name__} {str(ex)[:300]}")
+          continue
+        row[name + "_us"], row[name + "_raw_us"] = net * 1e6, raw * 1e6
+        rec.log(f"[linear] k={k} n={n} m={m} {name:12s} net {net*1e6:8.1f} us "
+                f"(raw {raw*1e6:8.1f})")
+      for name in ("sharq_exact", "sharq_fast", "gemm", "gemm_packed"):
+        if row.get(name + "_us") and row.get("bf16_us"):
+          row[name + "_vs_bf16"] = row["bf16_us"] / row[name + "_us"]
+      if row.get("gemm_us"):
+        row["gemm_tbs"] = row["packed_bytes"] / row["gemm_us"] / 1e6
+      rec.record(**row)
+      rows.append(row)
+  return rows
+
+
+def table(rows) -> str:
+  """Markdown table of the linear section (net µs per call)."""
+  head = ("| K×N | M | bf16 | fp8 | nvfp4 sdg | SharQ exact | SharQ fast | GEMM | GEMM "
+          "(tensor-core) | prep | exact vs bf16 | GEMM weight TB/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+  f = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
+  lines = []
+  for r in rows:
+    lines.append(
+        f"| {r['k']}×{r['n']} | {r['m']} | {f(r.get('bf16_us'))} | {f(r.get('fp8_us'))} | "
+        f"{f(r.get('nvfp4_sdg_us'))} | {f(r.get('sharq_exact_us'))} | "
+        f"{f(r.get('sharq_fast_us'))} | {f(r.get('gemm_us'))} ({r['impl']}) | "
+        f"{f(r.get('gemm_packed_us'))} | {f(r.get('prep_us'))} | "
+        f"{f(r.get('sharq_exact_vs_bf16'), 2)}× | {f(r.get('gemm_tbs'), 2)} |")
+  return head + "\n".join(lines) + "\n"
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--out", default=os.environ.get("OUT", "bench_decode_out"))
+  ap.add_argument("--budget_s", type=float, default=420)
+  ap.add_argument("--sections", default="check,sweep,linear")
+  ap.add_argument("--ms", default="1,4,8,16")
+  ap.add_argument("--sweep_ms", default="1,8")
+  ap.add_argument("--smoke", action="store_true",
+                  help="CPU smoke test: tiny shapes, kernels in interpret mode")
+  args = ap.parse_args()
+  global SHAPES, BIG, ROTATE_BYTES, CALLS
+  if args.smoke:
+    SHAPES, BIG, ROTATE_BYTES, CALLS = [(256, 64)], [(256, 64)], 1e4, 2
+  rec = harness.Recorder(args.out, args.budget_s)
+  rec.log(f"[env] jax {jax.__version__} devices {jax.devices()} "
+          f"date {time.strftime('%Y-%m-%d %H:%M:%S')} argv {sys.argv[1:]}")
+  rec.record(section="env", jax=jax.__version__, device=str(jax.devices()[0].device_kind),
+             argv=sys.argv[1:])
+  key = jax.random.PRNGKey(int(time.time()) & 0xFFFF)
+  secs = args.sections.split(",")
+  ms = [int(v) for v in args.ms.split(",")]
+  if "check" in secs:
+    sec_check(rec, jax.random.fold_in(key, 1), args.smoke)
+  weights = {}
+  if "sweep" in secs or "linear" in secs:
+    for i, (k, n) in enumerate(SHAPES):
+      weights[(k, n)] = Weights.make(jax.random.fold_in(key, 50 + i), k, n)
+  best = {}
+  if "sweep" in secs:
+    best = sec_sweep(rec, jax.random.fold_in(key, 2), weights,
+                     [int(v) for v in args.sweep_ms.split(",")], args.smoke)
+  if "linear" in secs:
+    rows = sec_linear(rec, jax.random.fold_in(key, 3), weights, ms, best, args.smoke)
+    md = table(rows)
+    with open(os.path.join(args.out, "decode.md"), "w") as f:
+      f.write(md)
+    rec.log(md)
+  rec.log(f"[main] done, {rec.left():.0f} s of budget left")
+
+
+if __name__ == "__main__":
+  main()

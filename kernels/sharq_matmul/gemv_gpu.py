@@ -1,0 +1,126 @@
+"""SharQ GEMV kernel (Pallas, Triton lowering): a few tokens, FP4 weights, no tensor cores.
+
+At M <= GEMV_MAX_M the tensor-core kernel wastes most of each MMA tile and pays for
+moving every decoded weight into the MMA operand layout through shared memory
+(kernels/NOTES.md, v2 profiled). Here each thread decodes the bytes it loaded — Ŵ'·2^-7
+in float16 by bit moves, exactly as the packed GEMM does — widens them to float32 and
+multiplies them with every token of every activation path by FMAs into per-thread
+float32 accumulators of the tile's shape. No weight value crosses threads; the sums over
+the tile's K positions are reduced once, after the K loop. Activations are read as
+even-K and odd-K halves of each 32-block (strided loads from L1/L2, tiny next to the
+weights), matching the low and high nibble planes of the packed bytes.
+
+Numerics: every product Ŵ'·2^-7 × path value is exact in float32 (≤ 6 × ≤ 11 significant
+bits); only the float32 summation order differs from the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from sharq_jax.kernels import _compat
+from sharq_jax.kernels import common
+from sharq_jax.kernels.sharq_matmul.config import GemvConfig
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.pallas_gpu import finish_split_k
+
+
+def _load_halves(x_ref, t: int, kb0, nb: int, gpu: bool):
+  """(even-K, odd-K) float32 (nb, 16) of token t's blocks kb0 .. kb0 + nb."""
+  if gpu:
+    even = x_ref[t, pl.ds(kb0, nb), pl.ds(0, 16, stride=2)]
+    odd = x_ref[t, pl.ds(kb0, nb), pl.ds(1, 16, stride=2)]
+  else:  # interpret mode: no strided slices; split the pairs instead
+    pair = x_ref[t, pl.ds(kb0, nb), :].reshape(nb, 16, 2)
+    even, odd = pair[..., 0], pair[..., 1]
+  return even.astype(jnp.float32), odd.astype(jnp.float32)
+
+
+def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused: bool,
+                 has_bias: bool, gpu: bool):
+  x_refs = refs[:npaths]  # (M, K/32, 32) float16 each
+  w_ref, sc_ref = refs[npaths:npaths + 2]  # (bn, K/32, 16) bytes, (bn, K/32) E4M3 bits
+  rest = refs[npaths + 2:]
+  o_ref = rest[-1]
+  bn, nb = cfg.block_n, cfg.block_k // 32
+  it0 = pl.program_id(1) * n_iter
+
+  def body(it, accs):
+    kb0 = (it0 + it) * nb
+    scale = common.decode_e4m3_scale_f16(sc_ref[:, pl.ds(kb0, nb)])[..., None]
+    lo, hi = common.decode_nibbles_f16(w_ref[:, pl.ds(kb0, nb), :], gpu=gpu)
+    lo = (lo * scale).astype(jnp.float32)  # Ŵ'·2^-7, exact in float16 and float32
+    hi = (hi * scale).astype(jnp.float32)
+    out = []
+    for t in range(m):
+      acc = accs[t]
+      for x_ref in x_refs:
+        even, odd = _load_halves(x_ref, t, kb0, nb, gpu)
+        acc = acc + lo * even[None] + hi * odd[None]
+      out.append(acc)
+    return tuple(out)
+
+  zeros = jnp.zeros((bn, nb, 16), jnp.float32)
+  accs = jax.lax.fori_loop(0, n_iter, body, (zeros,) * m)
+  # One (1, bn) row per token: Triton tensors must have power-of-two sizes, M need not.
+  for t, acc in enumerate(accs):
+    y = jnp.sum(jnp.sum(acc, axis=2), axis=1)[None, :]
+    if fused:
+      y = y * rest[0][...]
+      if has_bias:
+        y = y + rest[1][...]
+    o_ref[pl.ds(t, 1), :] = y.astype(o_ref.dtype)
+
+
+def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.float32,
+         config: GemvConfig, interpret: bool = False) -> jax.Array:
+  """Σ_p paths[p] · (Ŵ'·2^-7)ᵀ · factor (+ bias) for M <= GEMV_MAX_M tokens.
+
+  Args:
+    paths: float16 (M, K) activation paths (1 or 2).
+    w: the packed weight.
+    factor: float32 scalar multiplying the sums (s·s_w·2^7 for Y).
+    bias: optional (N,) float32.
+    out_dtype: output dtype.
+    config: tile config (checked against the shape).
+    interpret: Pallas interpret mode (CPU tests).
+  """
+  m, k = paths[0].shape
+  n = w.n
+  cfg = config
+  cfg.check(m, n, k)
+  kb, bn = k // 32, cfg.block_n
+  n_iter = k // (cfg.split_k * cfg.block_k)
+  fused = cfg.split_k == 1
+  in_specs = [pl.BlockSpec((m, kb, 32), lambda j, s: (0, 0, 0))] * len(paths)
+  in_specs += [pl.BlockSpec((bn, kb, 16), lambda j, s: (j, 0, 0)),
+               pl.BlockSpec((bn, kb), lambda j, s: (j, 0))]
+  args = [p.reshape(m, kb, 32) for p in paths]
+  args += [w.codes.reshape(n, kb, 16), w.scales]
+  if fused:
+    args.append(jnp.asarray(factor, jnp.float32).reshape(1, 1))
+    in_specs.append(pl.BlockSpec((1, 1), lambda j, s: (0, 0)))
+    if bias is not None:
+      args.append(jnp.asarray(bias, jnp.float32).reshape(1, n))
+      in_specs.append(pl.BlockSpec((1, bn), lambda j, s: (0, j)))
+    out_shape = jax.ShapeDtypeStruct((m, n), out_dtype)
+    out_spec = pl.BlockSpec((m, bn), lambda j, s: (0, j))
+  else:
+    out_shape = jax.ShapeDtypeStruct((cfg.split_k, m, n), jnp.float32)
+    out_spec = pl.BlockSpec((None, m, bn), lambda j, s: (s, 0, j))
+  kernel = functools.partial(_gemv_kernel, npaths=len(paths), m=m, cfg=cfg, n_iter=n_iter,
+                             fused=fused, has_bias=fused and bias is not None,
+                             gpu=not interpret)
+  out = pl.pallas_call(
+      kernel, grid=(n // bn, cfg.split_k), in_specs=in_specs, out_specs=out_spec,
+      out_shape=out_shape, interpret=interpret,
+      compiler_params=None if interpret else _compat.compiler_params(
+          cfg.num_warps, cfg.num_stages),
+      name="sharq_gemv")(*args)
+  if fused:
+    return out
+  return finish_split_k(out, factor, bias, out_dtype)
