@@ -28,7 +28,9 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-GEMV_AUTO_MAX_M = GEMV_MAX_M  # GEMV beats PACKED up to here on the H200 (BENCHMARKS.md)
+# GEMV beats PACKED at M = 1 only on the H200 (1.8x; at M = 4 it is 1.7-2x slower:
+# BENCHMARKS.md "Decode GEMV").
+GEMV_AUTO_MAX_M = 1
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 

@@ -162,7 +162,8 @@ def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
 
 
 def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
-  """GEMV tiles: 16 weight rows per program, K split until ~4 programs per SM.
+  """GEMV tiles from the H200 sweep (BENCHMARKS.md "Decode GEMV"): 16 weight rows and
+  256 K per step, K split 8 ways (more, smaller programs hide the load latency best).
 
   Each thread keeps block_n·block_k/256 float32 sums per token (4 warps), so block_k
   shrinks as M grows to keep the accumulators in registers.
@@ -174,6 +175,6 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   while k % block_k and block_k > 32:
     block_k //= 2
   split = 1
-  while (n // block_n) * split < 4 * NUM_SMS_H200 and k % (2 * split * block_k) == 0:
+  while split < 8 and k % (2 * split * block_k) == 0:
     split *= 2
   return GemvConfig(block_n=block_n, block_k=block_k, split_k=split)

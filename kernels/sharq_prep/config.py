@@ -17,6 +17,9 @@ class PrepConfig:
   block_k: int = 256
   num_warps: int = 4
   num_stages: int = 1
+  # One launch instead of three when all rows fit one row block (decode): every program
+  # reads the whole X (from L2) for the tensor amax and derives s itself.
+  in_kernel_amax: bool = False
 
   def __post_init__(self):
     for name in ("block_m", "block_k"):
@@ -29,10 +32,11 @@ class PrepConfig:
 
 def default_config(m: int, k: int) -> PrepConfig:
   """Tiles from the H200 sweep (kernels/NOTES.md): 128-wide K tiles, 16 rows (8 for
-  m <= 8); the largest power-of-two block_k <= 128 that divides k."""
+  m <= 8, with the amax in the kernel); the largest power-of-two block_k <= 128 that
+  divides k."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2
   if m <= 8:
-    return PrepConfig(block_m=8, block_k=block_k, num_warps=2)
+    return PrepConfig(block_m=8, block_k=block_k, num_warps=2, in_kernel_amax=True)
   return PrepConfig(block_m=16, block_k=block_k, num_warps=4)

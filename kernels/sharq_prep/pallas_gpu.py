@@ -1,7 +1,9 @@
 """Fused SharQ preparation as a Pallas kernel (Triton lowering on NVIDIA GPUs).
 
 Two passes over X, the fewest the global amax allows:
-  1. stats (XLA): optional RMSNorm rstd per row and the tensor scale s = amax / 2688;
+  1. stats (XLA): optional RMSNorm rstd per row and the tensor scale s = amax / 2688
+     (for decode-sized inputs, PrepConfig.in_kernel_amax moves this pass into the
+     kernel: each program reads all of X from L2 first — one launch instead of three);
   2. this kernel, one program per (block_m, block_k) tile: RMSNorm → X' = X / s →
      4:8-pairs mask → backbone NVFP4 (blocks of 32, scale 1) → R = X' − Ŝ → residual
      NVFP4 (blocks of 16) → float16 paths, written once.
@@ -50,21 +52,46 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
   return jnp.where(bad[..., None], np.float32(np.nan), out)
 
 
-def _prep_kernel(*refs, m: int, bm: int, bk: int, rmsnorm: bool, mode: PathMode,
-                 gpu: bool):
+def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
+  """s = scale_from_amax(finite amax of all of x_ref), (1, 1) float32, bk columns a step."""
+
+  def body(i, acc):
+    v = _compat.masked_load(x_ref.at[:, pl.ds(i * bk, bk)], row_ok, 0).astype(jnp.float32)
+    return jnp.maximum(acc, jnp.where(jnp.isfinite(v), jnp.abs(v), 0.0))
+
+  acc = jax.lax.fori_loop(0, k // bk, body, jnp.zeros((row_ok.shape[0], bk), jnp.float32))
+  amax = jnp.max(jnp.max(acc, axis=1, keepdims=True), axis=0, keepdims=True)
+  s = common.div_rn(amax, jnp.full_like(amax, common.TENSOR_SCALE_DIVISOR), gpu=gpu)
+  return jnp.where(amax > 0, s, 1.0)
+
+
+def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: PathMode,
+                 in_kernel_amax: bool, gpu: bool):
   if rmsnorm:
     x_ref, s_ref, rstd_ref, g_ref, *out_refs = refs
+  elif in_kernel_amax:
+    x_ref, *out_refs, s_out_ref = refs
   else:
     x_ref, s_ref, *out_refs = refs
   rows = pl.program_id(0) * bm + jax.lax.broadcasted_iota(jnp.int32, (bm, 1), 0)
   row_ok = rows < m
-  x = _compat.masked_load(x_ref, row_ok, 0)
+  if in_kernel_amax:  # x_ref holds all K columns; this program's tile is column block j
+    s = _whole_tensor_scale(x_ref, row_ok, k, bk, gpu)
+
+    @pl.when(pl.program_id(1) == 0)
+    def _():
+      s_out_ref[...] = s
+
+    x = _compat.masked_load(x_ref.at[:, pl.ds(pl.program_id(1) * bk, bk)], row_ok, 0)
+  else:
+    s = s_ref[...]
+    x = _compat.masked_load(x_ref, row_ok, 0)
   xf = x.astype(jnp.float32)
   if rmsnorm:
     rstd = _compat.masked_load(rstd_ref, row_ok, 0.0)
     y = (xf * rstd).astype(x.dtype).astype(jnp.float32)
     xf = (g_ref[...].astype(jnp.float32) * y).astype(x.dtype).astype(jnp.float32)
-  xp = common.div_rn(xf, s_ref[...], gpu=gpu)
+  xp = common.div_rn(xf, s, gpu=gpu)
 
   mag = jnp.abs(xp)
   score = jnp.where(jnp.isnan(mag), np.float32(np.inf), mag)
@@ -122,27 +149,39 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   cfg = config or default_config(m, k)
   if k % cfg.block_k:
     raise ValueError(f"sharq_prep: K={k} is not a multiple of block_k={cfg.block_k}")
-  if scale is None:
-    s, rstd = prep_stats(x2, gamma, eps)
-  else:
-    s = jnp.asarray(scale, jnp.float32).reshape(())
-    rstd = None if gamma is None else reference.rms_stats(x2, eps)
   bm, bk = cfg.block_m, cfg.block_k
-  grid = (pl.cdiv(m, bm), k // bk)
+  # The amax moves into the kernel only where one row block holds the whole tensor.
+  in_kernel_amax = cfg.in_kernel_amax and scale is None and gamma is None and m <= bm
   tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))
-  args = [x2, s.reshape(1, 1)]
-  in_specs = [tile, pl.BlockSpec((1, 1), lambda i, j: (0, 0))]
+  scalar = pl.BlockSpec((1, 1), lambda i, j: (0, 0))
+  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
+  out_specs = [tile] * mode.num_paths
+  rstd = None
+  if in_kernel_amax:
+    args, in_specs = [x2], [pl.BlockSpec((bm, k), lambda i, j: (i, 0))]
+    out_shape.append(jax.ShapeDtypeStruct((1, 1), jnp.float32))
+    out_specs.append(scalar)
+  else:
+    if scale is None:
+      s, rstd = prep_stats(x2, gamma, eps)
+    else:
+      s = jnp.asarray(scale, jnp.float32).reshape(())
+      rstd = None if gamma is None else reference.rms_stats(x2, eps)
+    args, in_specs = [x2, s.reshape(1, 1)], [tile, scalar]
   if gamma is not None:
     args += [rstd, gamma.reshape(1, k)]
     in_specs += [pl.BlockSpec((bm, 1), lambda i, j: (i, 0)),
                  pl.BlockSpec((1, bk), lambda i, j: (0, j))]
-  kernel = functools.partial(_prep_kernel, m=m, bm=bm, bk=bk, rmsnorm=gamma is not None,
-                             mode=mode, gpu=not interpret)
-  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
-  paths = pl.pallas_call(
-      kernel, grid=grid, in_specs=in_specs, out_specs=[tile] * mode.num_paths,
+  kernel = functools.partial(_prep_kernel, m=m, k=k, bm=bm, bk=bk,
+                             rmsnorm=gamma is not None, mode=mode,
+                             in_kernel_amax=in_kernel_amax, gpu=not interpret)
+  outs = pl.pallas_call(
+      kernel, grid=(pl.cdiv(m, bm), k // bk), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shape, interpret=interpret,
       compiler_params=None if interpret else _compat.compiler_params(
           cfg.num_warps, cfg.num_stages),
       name="sharq_prep")(*args)
-  return Prepared(paths=tuple(paths), scale=s, rstd=rstd, mode=mode)
+  if in_kernel_amax:
+    *outs, s = outs
+    s = s.reshape(())
+  return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode)

@@ -109,11 +109,13 @@ def test_gemv_limits_and_auto_pick(weight):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
                config=GemvConfig(block_n=128), interpret=True)
   assert resolve_impl("auto", 1) is GemmImpl.GEMV
+  assert resolve_impl("auto", 2) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
-  cfg = default_gemv_config(1, 4096, 14336)
-  cfg.check(1, 4096, 14336)
-  assert (4096 // cfg.block_n) * cfg.split_k >= 4 * 132
+  for n, k in ((4096, 14336), (14336, 4096), (1024, 4096)):
+    cfg = default_gemv_config(1, n, k)
+    cfg.check(1, n, k)
+    assert cfg.split_k == 8 and (n // cfg.block_n) * cfg.split_k >= 512
 
 
 @pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])

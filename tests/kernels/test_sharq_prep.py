@@ -1,6 +1,7 @@
 """Fused SharQ preparation kernel (interpret mode) against the NumPy contract and core."""
 
 import jax
+import jax.extend  # noqa: F401  (jax.extend.core.jaxprs_in_params)
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,7 +30,39 @@ CASES = [  # (m, k, dtype, rmsnorm, mode, config)
     (37, 96, jnp.float32, True, PathMode.EXACT, None),
     (19, 128, jnp.float16, False, PathMode.EXACT, PrepConfig(16, 64, 4)),
     (33, 512, jnp.bfloat16, False, PathMode.FAST, PrepConfig(32, 256, 4)),
+    # amax in the kernel (one row block): the default for m <= 8, NaN/Inf included
+    (7, 256, jnp.bfloat16, False, PathMode.EXACT, PrepConfig(8, 64, 2, in_kernel_amax=True)),
+    (16, 128, jnp.float32, False, PathMode.FAST, PrepConfig(16, 32, 4, in_kernel_amax=True)),
 ]
+
+
+def test_in_kernel_amax_is_used_only_where_it_applies():
+  x = _heavy(8, 128, jnp.bfloat16, seed=3)
+  cfg = PrepConfig(8, 64, 2, in_kernel_amax=True)
+  assert default_config(1, 4096).in_kernel_amax and not default_config(16, 4096).in_kernel_amax
+  def outside_kernels(jaxpr):  # primitives outside pallas_call, through nested jits
+    for eqn in jaxpr.eqns:
+      yield eqn.primitive.name
+      if eqn.primitive.name != "pallas_call":
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+          yield from outside_kernels(sub)
+
+  def xla_ops(c):
+    return set(outside_kernels(jax.make_jaxpr(
+        lambda v: sharq_prep(v, config=c, interpret=True))(x).jaxpr))
+
+  assert "pallas_call" in xla_ops(cfg) and "reduce_max" not in xla_ops(cfg)
+  assert "reduce_max" in xla_ops(PrepConfig(8, 64, 2))  # the XLA stats pass
+  # More rows than one block, a given scale, or RMSNorm: the XLA stats pass runs instead
+  # and the result is the same.
+  two_blocks = sharq_prep(_heavy(9, 128, jnp.bfloat16, seed=3), config=cfg, interpret=True)
+  want, s = sharq_prep_numpy(_heavy(9, 128, jnp.bfloat16, seed=3))
+  assert float(two_blocks.scale) == float(s) and _neq(two_blocks.paths[0], want[0]) == 0
+  given = sharq_prep(x, config=cfg, scale=jnp.float32(0.5), interpret=True)
+  assert float(given.scale) == 0.5
+  # All-zero input: s = 1, as scale_from_amax says.
+  zero = sharq_prep(jnp.zeros((3, 128), jnp.bfloat16), config=cfg, interpret=True)
+  assert float(zero.scale) == 1.0 and not np.asarray(zero.paths[0]).any()
 
 
 @pytest.mark.parametrize("m,k,dtype,rms,mode,cfg", CASES)
