@@ -18,7 +18,9 @@ class PrepConfig:
   num_warps: int = 4
   num_stages: int = 1
   # One launch instead of three when all rows fit one row block (decode): every program
-  # reads the whole X (from L2) for the tensor amax and derives s itself.
+  # reads the whole X (from L2) for the tensor amax and derives s itself. Off by
+  # default: measured slower on the H200 (M = 1: 28 vs 22 µs at K = 4096, 50 vs 35 µs
+  # at K = 14336), as each program's serial amax loop costs more than the two launches.
   in_kernel_amax: bool = False
 
   def __post_init__(self):
@@ -32,11 +34,11 @@ class PrepConfig:
 
 def default_config(m: int, k: int) -> PrepConfig:
   """Tiles from the H200 sweep (kernels/NOTES.md): 128-wide K tiles, 16 rows (8 for
-  m <= 8, with the amax in the kernel); the largest power-of-two block_k <= 128 that
+  m <= 8); the largest power-of-two block_k <= 128 that
   divides k."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2
   if m <= 8:
-    return PrepConfig(block_m=8, block_k=block_k, num_warps=2, in_kernel_amax=True)
+    return PrepConfig(block_m=8, block_k=block_k, num_warps=2)
   return PrepConfig(block_m=16, block_k=block_k, num_warps=4)

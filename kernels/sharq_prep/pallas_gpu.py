@@ -2,8 +2,9 @@
 
 Two passes over X, the fewest the global amax allows:
   1. stats (XLA): optional RMSNorm rstd per row and the tensor scale s = amax / 2688
-     (for decode-sized inputs, PrepConfig.in_kernel_amax moves this pass into the
-     kernel: each program reads all of X from L2 first — one launch instead of three);
+     (PrepConfig.in_kernel_amax moves this pass into the kernel for decode-sized
+     inputs: each program reads all of X from L2 first — one launch instead of three,
+     but measured slower on the H200, so off by default);
   2. this kernel, one program per (block_m, block_k) tile: RMSNorm → X' = X / s →
      4:8-pairs mask → backbone NVFP4 (blocks of 32, scale 1) → R = X' − Ŝ → residual
      NVFP4 (blocks of 16) → float16 paths, written once.
