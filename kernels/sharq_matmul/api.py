@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from sharq_jax.kernels.sharq_matmul import gemv_gpu, pallas_gpu
-from sharq_jax.kernels.sharq_matmul.config import (GEMV_MAX_M, DenseGemmConfig,
-                                                   GemvConfig, PackedGemmConfig,
+from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, GemvConfig,
+                                                   PackedGemmConfig,
                                                    default_dense_config,
                                                    default_gemv_config,
                                                    default_packed_config)
