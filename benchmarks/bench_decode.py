@@ -36,7 +36,7 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (GemmImpl, GemvConfig,  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
                                             default_gemv_config, pack_weight_from_float,
                                             resolve_impl, sharq_gemm, sharq_gemm_reference,
                                             sharq_matmul)
@@ -60,6 +60,7 @@ class Weights:
 
   @staticmethod
   def make(key, k: int, n: int) -> "Weights":
+    """Heavy-tailed random copies: > ROTATE_BYTES of each form, so calls miss the L2."""
     c16 = max(1, math.ceil(ROTATE_BYTES / (2 * n * k)))
     c4 = max(1, math.ceil(ROTATE_BYTES / (0.53125 * n * k)))
     ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(max(c16, c4))]
@@ -115,14 +116,9 @@ def sec_check(rec, key, interpret: bool):
   rec.log(f"[check] ALL OK: {ok}")
 
 
-def _gemv_candidates(base: GemvConfig, k: int):
-  rep = dataclasses.replace
-  yield "block_n", [rep(base, block_n=v) for v in (8, 16, 32, 64)]
-  yield "block_k", [rep(base, block_k=v) for v in (64, 128, 256, 512)]
-  yield "num_warps", [rep(base, num_warps=v) for v in (1, 2, 4, 8)]
-  yield "split_k", [rep(base, split_k=v) for v in (1, 2, 4, 8, 16)]
-  yield "num_stages", [rep(base, num_stages=v) for v in (2, 3, 4, 5)]
-  del k
+GEMV_AXES = (("block_n", (8, 16, 32, 64)), ("block_k", (64, 128, 256, 512)),
+             ("num_warps", (1, 2, 4, 8)), ("split_k", (1, 2, 4, 8, 16)),
+             ("num_stages", (2, 3, 4, 5)))
 
 
 def sec_sweep(rec, key, weights, ms, interpret: bool):
@@ -155,10 +151,10 @@ def sec_sweep(rec, key, weights, ms, interpret: bool):
             rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), net_us=seen[c] * 1e6)
         return seen[c]
 
-      for _, cands in _gemv_candidates(cfg, k):
+      for axis, values in GEMV_AXES:  # each axis varied around the best so far
         if rec.left() < 60:
           break
-        cfg = min([cfg] + cands, key=timed)
+        cfg = min([cfg] + [dataclasses.replace(cfg, **{axis: v}) for v in values], key=timed)
       best[(k, n, m)] = cfg
       rec.log(f"[sweep] best k={k} n={n} m={m}: {cfg} {seen[cfg]*1e6:.1f} us")
   return best
@@ -177,6 +173,7 @@ def gemv_config_for(best, m, n, k):
 
 
 def sec_linear(rec, key, weights, ms, best, interpret: bool):
+  """Times the baselines, the whole SharQ linear, its GEMM and its prep per shape and M."""
   rows = []
   sdg = jax.nn.get_scaled_dot_general_config("nvfp4") if not interpret else None
   for (k, n) in SHAPES:
@@ -257,12 +254,14 @@ def table(rows) -> str:
 
 
 def main():
+  """Parses the flags, runs the chosen sections, writes the table."""
   ap = argparse.ArgumentParser()
   ap.add_argument("--out", default=os.environ.get("OUT", "bench_decode_out"))
   ap.add_argument("--budget_s", type=float, default=420)
   ap.add_argument("--sections", default="check,sweep,linear")
   ap.add_argument("--ms", default="1,4,8,16")
   ap.add_argument("--sweep_ms", default="1,8")
+  ap.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the clock)")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: tiny shapes, kernels in interpret mode")
   args = ap.parse_args()
@@ -274,7 +273,10 @@ def main():
           f"date {time.strftime('%Y-%m-%d %H:%M:%S')} argv {sys.argv[1:]}")
   rec.record(section="env", jax=jax.__version__, device=str(jax.devices()[0].device_kind),
              argv=sys.argv[1:])
-  key = jax.random.PRNGKey(int(time.time()) & 0xFFFF)
+  seed = args.seed if args.seed is not None else int(time.time()) & 0xFFFF
+  rec.record(section="env", seed=seed, commit=os.environ.get("GIT_COMMIT", "?"))
+  rec.log(f"[env] seed {seed} commit {os.environ.get('GIT_COMMIT', '?')}")
+  key = jax.random.PRNGKey(seed)
   secs = args.sections.split(",")
   ms = [int(v) for v in args.ms.split(",")]
   if "check" in secs:

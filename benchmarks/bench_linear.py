@@ -41,7 +41,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl,  # noqa: 
                                             default_dense_config,
                                             default_packed_config, expand_weight,
                                             expand_weight_pallas,
-                                            pack_weight, sharq_gemm,
+                                            pack_weight, resolve_impl, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config,  # noqa: E402
                                           sharq_prep)
@@ -408,7 +408,9 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
             x, w, dn, preferred_element_type=jnp.bfloat16, configs=[nvfp4_cfg, nvfp4_cfg]),
             sets16, wbytes16)
       setsq = [(xs[i], pws[i % copies4]) for i in range(r)]
-      if m <= 64:
+      if resolve_impl(GemmImpl.AUTO, m) is GemmImpl.GEMV:  # the library's M = 1 kernel
+        impl, cfg = GemmImpl.GEMV, None
+      elif m <= 64:
         cfg = pick_packed(best, m, n, k)
         impl = GemmImpl.PACKED
       else:
@@ -589,8 +591,10 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
       return
     kc = heavy_x(b.next_key(), bsz * ctx, NKV * HD).reshape(bsz, ctx, NKV, HD)
     vc = heavy_x(b.next_key(), bsz * ctx, NKV * HD).reshape(bsz, ctx, NKV, HD)
-    # Without a sweep in this run, the library's own choice (AUTO: GEMV at batch 1).
-    cfgs = {name: pick_packed(best, bsz, n, k) if best else None
+    # The library's own choice (AUTO: GEMV at batch 1) unless a sweep picked tiles of
+    # the tensor-core kernel for a batch it runs at.
+    auto_gemv = resolve_impl(GemmImpl.AUTO, bsz) is GemmImpl.GEMV
+    cfgs = {name: pick_packed(best, bsz, n, k) if best and not auto_gemv else None
             for name, (n, k) in shapes.items()}
     pcfgs = {name: prep_cfg_for(prep_pick, bsz, k) for name, (n, k) in shapes.items()}
     hs = [heavy_x(b.next_key(), bsz, HID) for _ in range(DEC_CALLS)]

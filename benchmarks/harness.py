@@ -98,12 +98,17 @@ def dispatch_seconds(arg_sets, iters: int = 7) -> float:
   return _median_program_seconds(run, arg_sets, iters)
 
 
+NULL_ITERS = 15  # the null program is cheap: more runs for a steadier median
+
+
 def time_calls_net(fn, arg_sets, iters: int = 7, *, chain: bool = False):
   """(raw, net) seconds per call: time_calls, and the same minus dispatch_seconds / R.
 
   With R calls of a few tens of µs each, the program's fixed launch cost (hundreds of µs
   for a hundred buffers) adds µs to every call: net is what the calls themselves take
-  on the device, kernels and the gaps between them included.
+  on the device, kernels and the gaps between them included. Differencing two medians
+  is noisier than either (runs of the same arguments moved the subtracted cost by up to
+  ±20 %): report raw beside net.
   """
   raw = time_calls(fn, arg_sets, iters, chain=chain)
-  return raw, raw - dispatch_seconds(arg_sets, iters) / len(arg_sets)
+  return raw, raw - dispatch_seconds(arg_sets, max(iters, NULL_ITERS)) / len(arg_sets)

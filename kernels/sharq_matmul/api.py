@@ -28,8 +28,8 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# GEMV beats PACKED at M = 1 only on the H200 (1.8x; at M = 4 it is 1.7-2x slower:
-# BENCHMARKS.md "Decode GEMV").
+# GEMV beats PACKED at M = 1 only on the H200 (GEMM 1.3-1.7x faster; at M = 4 it is
+# 1.4-2.1x slower: BENCHMARKS.md "Session 3: a CUDA-core GEMV").
 GEMV_AUTO_MAX_M = 1
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
@@ -41,6 +41,27 @@ def resolve_impl(impl: GemmImpl | str, m: int) -> GemmImpl:
     if m <= GEMV_AUTO_MAX_M:
       return GemmImpl.GEMV
     return GemmImpl.PACKED if m <= PACKED_MAX_M else GemmImpl.EXPANDED_XLA
+  return impl
+
+
+_IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), PackedGemmConfig: (GemmImpl.PACKED,),
+                   DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
+
+
+def _impl_for(impl: GemmImpl, config, m: int) -> GemmImpl:
+  """The kernel to run: a given config names its kernel (AUTO defers to it); a config
+  of another kernel than the one asked for is an error, not silently reinterpreted."""
+  if config is None:
+    return resolve_impl(impl, m)
+  wanted = _IMPL_OF_CONFIG.get(type(config))
+  if wanted is None:
+    raise TypeError(f"sharq_gemm: config must be a GemvConfig, PackedGemmConfig or "
+                    f"DenseGemmConfig, got {type(config).__name__}")
+  if impl is GemmImpl.AUTO:
+    return wanted[0]
+  if impl not in wanted:
+    raise TypeError(f"sharq_gemm: impl={impl.value} cannot take a "
+                    f"{type(config).__name__} (it configures {wanted[0].value})")
   return impl
 
 
@@ -64,7 +85,7 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
-  impl = resolve_impl(impl, m)
+  impl = _impl_for(GemmImpl(impl), config, m)
   s_sw = prepared.scale * w.scale
   out_dtype = jnp.dtype(out_dtype)
   if impl is GemmImpl.GEMV:

@@ -162,10 +162,13 @@ def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
 
 
 def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
-  """GEMV tiles from the H200 sweep (BENCHMARKS.md "Decode GEMV"): 16 weight rows and
-  256 K per step, K split 8 ways (more, smaller programs hide the load latency best).
+  """GEMV tiles from the H200 sweep at M = 1 (BENCHMARKS.md, "Session 3: a CUDA-core
+  GEMV"; one axis at a time around the default, so a local pick, not a global one):
+  16 weight rows and 256 K per step; K split 8 ways with 4 warps where N ≥ K (best at
+  4096×14336: 39.5 µs), 4 ways with 2 warps where K > N (best at 14336×4096: 38.2 µs).
+  Other shapes take the rule of their side, unswept.
 
-  Each thread keeps block_n·block_k/256 float32 sums per token (4 warps), so block_k
+  Each thread keeps block_n·block_k/(32·num_warps) float32 sums per token, so block_k
   shrinks as M grows to keep the accumulators in registers.
   """
   block_n = 16
@@ -174,7 +177,8 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   block_k = 256 if m <= 2 else 128
   while k % block_k and block_k > 32:
     block_k //= 2
+  target, warps = (4, 2) if k > n else (8, 4)
   split = 1
-  while split < 8 and k % (2 * split * block_k) == 0:
+  while split < target and k % (2 * split * block_k) == 0:
     split *= 2
-  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split)
+  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=warps)

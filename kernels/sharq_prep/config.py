@@ -18,9 +18,12 @@ class PrepConfig:
   num_warps: int = 4
   num_stages: int = 1
   # One launch instead of three when all rows fit one row block (decode): every program
-  # reads the whole X (from L2) for the tensor amax and derives s itself. Off by
-  # default: measured slower on the H200 (M = 1: 28 vs 22 µs at K = 4096, 50 vs 35 µs
-  # at K = 14336), as each program's serial amax loop costs more than the two launches.
+  # reads the whole X (from L2) for the tensor amax and derives s itself. Applies only
+  # without gamma, without a given scale= and with M <= block_m; ignored otherwise. Off
+  # by default: measured slower on the H200 (M = 1: 28 vs 22 µs at K = 4096, 50 vs 35 µs
+  # at K = 14336), as each program's serial amax loop costs more than the two launches;
+  # GPU-checked at M = 1, 3, 8 (BENCHMARKS.md notes two undiagnosed crashes of runs with
+  # it on by default).
   in_kernel_amax: bool = False
 
   def __post_init__(self):
@@ -34,8 +37,7 @@ class PrepConfig:
 
 def default_config(m: int, k: int) -> PrepConfig:
   """Tiles from the H200 sweep (kernels/NOTES.md): 128-wide K tiles, 16 rows (8 for
-  m <= 8); the largest power-of-two block_k <= 128 that
-  divides k."""
+  m <= 8); the largest power-of-two block_k <= 128 that divides k."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2

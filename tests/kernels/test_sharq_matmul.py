@@ -14,7 +14,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             pack_weight_from_float, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs
-from sharq_jax.kernels.sharq_prep import PathMode, sharq_prep
+from sharq_jax.kernels.sharq_prep import PathMode, Prepared, sharq_prep
 
 
 def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
@@ -88,15 +88,41 @@ def test_gemv_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
-  # Each token's row is its own: a token's output does not depend on its neighbours.
-  solo = sharq_gemm(sharq_prep(x[-1:], interpret=True), pw, impl="gemv", config=cfg,
-                    interpret=True)
-  full = sharq_gemm(sharq_prep(x, interpret=True), pw, impl="gemv", config=cfg,
-                    interpret=True)
-  if m == 1:
-    np.testing.assert_array_equal(np.asarray(solo), np.asarray(full))
-  else:  # another tensor scale: compare against the reference instead
-    assert _rel(solo, sharq_gemm_reference(sharq_prep(x[-1:], interpret=True), pw)) < 1e-6
+  # Each token's row is its own: the last token alone (same paths, same scale) gives
+  # the last row bit for bit.
+  prep = sharq_prep(x, interpret=True)
+  full = sharq_gemm(prep, pw, impl="gemv", config=cfg, interpret=True)
+  last = Prepared(paths=tuple(p[-1:] for p in prep.paths), scale=prep.scale, rstd=None,
+                  mode=prep.mode)
+  solo = sharq_gemm(last, pw, impl="gemv", config=cfg, interpret=True)
+  np.testing.assert_array_equal(np.asarray(solo), np.asarray(full[-1:]))
+
+
+def test_gemv_end_to_end_through_auto(weight):
+  """M = 1 under AUTO runs the GEMV and equals the core library's XLA sharq_dot."""
+  w, qw, pw = weight
+  x = _heavy((1, 256), seed=77, dtype=jnp.bfloat16)
+  bias = jnp.linspace(-1, 1, 64)
+  y = sharq_matmul(x, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
+  assert _rel(y, linear.sharq_dot_reference(x.astype(jnp.float32), qw, bias=bias)) < 1e-6
+  yb = sharq_matmul(x, pw, bias=bias, interpret=True)  # x's dtype: bf16 out
+  assert yb.dtype == jnp.bfloat16
+  assert _rel(yb, y) < 4e-3  # one bf16 rounding
+  del w
+
+
+def test_config_type_picks_or_guards_the_kernel(weight):
+  _, _, pw = weight
+  prep = sharq_prep(_heavy((1, 256), seed=6, dtype=jnp.bfloat16), interpret=True)
+  ref = sharq_gemm_reference(prep, pw)
+  # AUTO with an explicit config runs the kernel that config describes.
+  packed = PackedGemmConfig(block_m=16, block_n=32, block_k=64)
+  assert _rel(sharq_gemm(prep, pw, config=packed, interpret=True), ref) < 1e-6
+  with pytest.raises(TypeError, match="GemvConfig"):
+    sharq_gemm(prep, pw, impl="packed", config=GemvConfig(block_n=16, block_k=64),
+               interpret=True)
+  with pytest.raises(TypeError, match="must be a"):
+    sharq_gemm(prep, pw, config=object(), interpret=True)
 
 
 def test_gemv_limits_and_auto_pick(weight):
@@ -111,10 +137,11 @@ def test_gemv_limits_and_auto_pick(weight):
   assert resolve_impl("auto", 2) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
-  for n, k in ((4096, 14336), (14336, 4096), (1024, 4096)):
+  # The swept picks (N, K): 14336×4096 split 8 / 4 warps, 4096×14336 split 4 / 2 warps.
+  for n, k, split, warps in ((14336, 4096, 8, 4), (4096, 14336, 4, 2), (1024, 4096, 4, 2)):
     cfg = default_gemv_config(1, n, k)
     cfg.check(1, n, k)
-    assert cfg.split_k == 8 and (n // cfg.block_n) * cfg.split_k >= 512
+    assert (cfg.split_k, cfg.num_warps, cfg.block_n, cfg.block_k) == (split, warps, 16, 256)
 
 
 @pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])
