@@ -137,8 +137,8 @@ def check(run: Run, setup: Setup, tps, ms, interpret: bool):
                  if "neq_vs_sp_bf16" in row else ""))
 
 
-def collectives_alone(run: Run, tps, ms, hidden: int, chain: bool):
-  """Time of each block's collectives on their own, per byte count."""
+def collectives_alone(run: Run, tps, ms, hidden: int, chain: bool, smoke: bool = False):
+  """Time of each block's collectives on their own, per byte count (smoke: 1 timed run)."""
   for tp in tps:
     if tp == 1:
       continue
@@ -162,8 +162,8 @@ def collectives_alone(run: Run, tps, ms, hidden: int, chain: bool):
         fn = jax.shard_map(op, mesh=mesh, in_specs=spec, out_specs=out_spec,
                            check_vma=False)
         sets = [(jax.device_put(jnp.ones(shape, dtype) * (i + 1), NamedSharding(mesh, spec)),)
-                for i in range(n_calls(m, False))]
-        t = time_calls(fn, sets, chain=chain)
+                for i in range(n_calls(m, smoke))]
+        t = time_calls(fn, sets, iters=1 if smoke else 7, chain=chain)
         run.record(section="collective", tp=tp, m=m, op=name, t_us=t * 1e6, chained=chain,
                    bytes=int(np.prod(shape)) * jnp.dtype(dtype).itemsize)
         run.log(f"[collective] tp={tp} M={m:5d} {name:24s} {t * 1e6:8.1f} us")
@@ -193,7 +193,7 @@ def timings(run: Run, setup: Setup, tps, ms, smoke: bool, chain: bool):
           for comm in ((True, False) if tp > 1 else (True,)):
             cfg = BlockConfig(linear=linear, layout=layout, comm=comm, interpret=smoke)
             t = time_calls(lambda v, w, cfg=cfg: tp_mlp.mlp_block(v, w, mesh, cfg), sets,
-                           chain=chain)
+                           iters=1 if smoke else 7, chain=chain)
             row["t_us" if comm else "t_nocomm_us"] = t * 1e6
           if tp > 1:
             row["comm_share"] = 1 - row["t_nocomm_us"] / row["t_us"]
@@ -253,7 +253,8 @@ def main():
              devices=n, commit=os.environ.get("GIT_COMMIT", "?"), argv=sys.argv)
   setup = Setup(args.hidden, args.ffn, copies=2 if args.smoke else 6)
   sections = dict(check=lambda: check(run, setup, tps, ms, args.smoke),
-                  collectives=lambda: collectives_alone(run, tps, ms, args.hidden, chain),
+                  collectives=lambda: collectives_alone(run, tps, ms, args.hidden, chain,
+                                                        args.smoke),
                   time=lambda: timings(run, setup, tps, ms, args.smoke, chain))
   for name in args.sections.split(","):
     t = time.time()

@@ -8,7 +8,6 @@ exposes the same element function it is checked on the same points.
 
 import ml_dtypes
 import numpy as np
-import pytest
 
 from tests.reference import numpy_ref as ref
 

@@ -74,11 +74,13 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
     assert _rel(y, ref) < 1e-6
 
 
-GEMV = [GemvConfig(block_n=16, block_k=64), GemvConfig(block_n=32, block_k=32, split_k=4)]
+GEMV = [(GemvConfig(block_n=16, block_k=64), 1), (GemvConfig(block_n=16, block_k=64), 8),
+        (GemvConfig(block_n=32, block_k=32, split_k=4), 3)]  # (tile, M): fused and split-K
 
 
-@pytest.mark.parametrize("cfg", GEMV, ids=lambda c: f"bn{c.block_n}-bk{c.block_k}-s{c.split_k}")
-@pytest.mark.parametrize("m", [1, 3, 8])
+@pytest.mark.parametrize("cfg,m", GEMV,
+                         ids=lambda v: f"bn{v.block_n}-bk{v.block_k}-s{v.split_k}"
+                         if isinstance(v, GemvConfig) else f"m{v}")
 def test_gemv_matches_reference(weight, cfg, m):
   _, _, pw = weight
   x = _heavy((m, 256), seed=100 + m, dtype=jnp.bfloat16)
