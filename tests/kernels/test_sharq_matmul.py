@@ -102,7 +102,7 @@ def test_gemv_matches_reference(weight, cfg, m):
 
 def test_gemv_end_to_end_through_auto(weight):
   """M = 1 under AUTO runs the GEMV and equals the core library's XLA sharq_dot."""
-  w, qw, pw = weight
+  _, qw, pw = weight
   x = _heavy((1, 256), seed=77, dtype=jnp.bfloat16)
   bias = jnp.linspace(-1, 1, 64)
   y = sharq_matmul(x, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
@@ -110,7 +110,6 @@ def test_gemv_end_to_end_through_auto(weight):
   yb = sharq_matmul(x, pw, bias=bias, interpret=True)  # x's dtype: bf16 out
   assert yb.dtype == jnp.bfloat16
   assert _rel(yb, y) < 4e-3  # one bf16 rounding
-  del w
 
 
 def test_config_type_picks_or_guards_the_kernel(weight):
