@@ -68,11 +68,6 @@ class Weights:
     return Weights(bf16=ws[:c16], packed=[pack(w) for w in ws[:c4]])
 
 
-def _rel(y, ref) -> float:
-  y, ref = jnp.asarray(y, jnp.float32), jnp.asarray(ref, jnp.float32)
-  return float(jnp.linalg.norm(y - ref) / jnp.linalg.norm(ref))
-
-
 def sec_check(rec, key, interpret: bool):
   """Prep (bit for bit against the NumPy contract; the amax in the kernel at M <= 8),
   then GEMV (M <= 8) and packed (M = 16) against the float32 reference."""
@@ -88,9 +83,7 @@ def sec_check(rec, key, interpret: bool):
       for mode, cfg in [(mode, cfg) for mode in PathMode for cfg in cfgs]:
         pr = sharq_prep(x, mode=mode, config=cfg, interpret=interpret)
         want, s = sharq_prep_numpy(x, mode=mode)
-        bad = sum(int(jnp.sum(~((a.astype(jnp.float32) == jnp.asarray(b, jnp.float32)) |
-                                (jnp.isnan(a) & jnp.isnan(jnp.asarray(b))))))
-                  for a, b in zip(pr.paths, want))
+        bad = sum(harness.count_neq(a, b) for a, b in zip(pr.paths, want))
         s_ok = float(pr.scale) == float(s)
         ok &= bad == 0 and s_ok
         rec.log(f"[check] prep k={k} m={m} {mode.value} in-kernel amax "
@@ -108,7 +101,7 @@ def sec_check(rec, key, interpret: bool):
         ref = sharq_gemm_reference(pr, pw)
         impls = [GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= 8 else [])
         for impl in impls:
-          e = _rel(sharq_gemm(pr, pw, impl=impl, interpret=interpret), ref)
+          e = harness.rel_err(sharq_gemm(pr, pw, impl=impl, interpret=interpret), ref)
           ok &= e < 1e-5
           rec.log(f"[check] k={k} n={n} m={m} {mode.value} {impl.value}: rel_err {e:.2e}")
           rec.record(section="check", k=k, n=n, m=m, mode=mode.value, impl=impl.value,

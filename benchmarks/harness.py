@@ -9,6 +9,22 @@ import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def rel_err(y, ref) -> float:
+  """‖y − ref‖ / ‖ref‖ in float32."""
+  y = jnp.asarray(y, jnp.float32)
+  ref = jnp.asarray(ref, jnp.float32)
+  return float(jnp.linalg.norm(y - ref) / jnp.linalg.norm(ref))
+
+
+def count_neq(a, b) -> int:
+  """How many entries differ (NaN equals NaN): bit-for-bit checks of float arrays."""
+  a = np.asarray(a, np.float32)
+  b = np.asarray(b, np.float32)
+  return int(np.sum(~((a == b) | (np.isnan(a) & np.isnan(b)))))
 
 
 class Recorder:

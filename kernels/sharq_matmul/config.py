@@ -20,6 +20,14 @@ class Orient(enum.Enum):
   WX = "wx"  # acc (bn, bm) = W · Xᵀ   (weights on the M side: wgmma-sized for tiny M)
 
 
+def _check_tiles(n: int, k: int, block_n: int, k_step: int, k_step_name: str) -> None:
+  """N must split into block_n rows and K into k_step columns, or ValueError."""
+  if n % block_n:
+    raise ValueError(f"N={n} is not a multiple of block_n={block_n}")
+  if k % k_step:
+    raise ValueError(f"K={k} is not a multiple of {k_step_name}={k_step}")
+
+
 def _pow2(name, v):
   if v <= 0 or v & (v - 1):
     raise ValueError(f"{name} must be a power of two, got {v}")
@@ -57,11 +65,7 @@ class PackedGemmConfig:
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
     del m
-    if n % self.block_n:
-      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
-    if k % (self.split_k * self.block_k):
-      raise ValueError(f"K={k} is not a multiple of split_k·block_k="
-                       f"{self.split_k * self.block_k}")
+    _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,10 +84,7 @@ class DenseGemmConfig:
 
   def check(self, m: int, n: int, k: int) -> None:
     del m
-    if n % self.block_n:
-      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
-    if k % self.block_k:
-      raise ValueError(f"K={k} is not a multiple of block_k={self.block_k}")
+    _check_tiles(n, k, self.block_n, self.block_k, "block_k")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +115,7 @@ class GemvConfig:
     """Raises ValueError if this config cannot tile (m, n, k)."""
     if m > GEMV_MAX_M:
       raise ValueError(f"the GEMV kernel takes M <= {GEMV_MAX_M} tokens, got M={m}")
-    if n % self.block_n:
-      raise ValueError(f"N={n} is not a multiple of block_n={self.block_n}")
-    if k % (self.split_k * self.block_k):
-      raise ValueError(f"K={k} is not a multiple of split_k·block_k="
-                       f"{self.split_k * self.block_k}")
+    _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
 
 
 # One float32 accumulator per token and path lives in registers for the whole loop.
