@@ -41,7 +41,8 @@ from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
                                             resolve_impl, sharq_gemm, sharq_gemm_reference,
                                             sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
-from sharq_jax.kernels.sharq_prep import PathMode, default_config, sharq_prep  # noqa: E402
+from sharq_jax.kernels.sharq_prep import (KOrder, PathMode, default_config,  # noqa: E402
+                                          sharq_prep)
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy  # noqa: E402
 
 SHAPES = list(mm_specs.LLAMA31_8B_SHAPES)
@@ -77,19 +78,21 @@ def sec_check(rec, key, interpret: bool):
       x = mm_specs.heavy_activations(jax.random.fold_in(key, 10 * k + m), m, k)
       if m >= 3:  # bad input: NaN and Inf poison their own blocks, not the scale
         x = x.at[1, 5].set(jnp.nan).at[2, k - 3].set(jnp.inf)
-      cfgs = [default_config(m, k)]
-      if m <= cfgs[0].block_m:
-        cfgs.append(dataclasses.replace(cfgs[0], in_kernel_amax=True))
-      for mode, cfg in [(mode, cfg) for mode in PathMode for cfg in cfgs]:
-        pr = sharq_prep(x, mode=mode, config=cfg, interpret=interpret)
+      cfg0 = default_config(m, k)
+      variants = [(cfg0, KOrder.COLUMNS), (cfg0, KOrder.NIBBLE_PLANES)]
+      if m <= cfg0.block_m:
+        variants.append((dataclasses.replace(cfg0, in_kernel_amax=True), KOrder.COLUMNS))
+      for mode, (cfg, order) in [(mode, v) for mode in PathMode for v in variants]:
+        pr = sharq_prep(x, mode=mode, config=cfg, k_order=order, interpret=interpret)
         want, s = sharq_prep_numpy(x, mode=mode)
-        bad = sum(harness.count_neq(a, b) for a, b in zip(pr.paths, want))
+        got = pr.in_column_order().paths
+        bad = sum(harness.count_neq(a, b) for a, b in zip(got, want))
         s_ok = float(pr.scale) == float(s)
         ok &= bad == 0 and s_ok
         rec.log(f"[check] prep k={k} m={m} {mode.value} in-kernel amax "
-                f"{cfg.in_kernel_amax}: mismatches {bad}, scale equal {s_ok}")
+                f"{cfg.in_kernel_amax} {order.value}: mismatches {bad}, scale equal {s_ok}")
         rec.record(section="check", what="prep", k=k, m=m, mode=mode.value,
-                   in_kernel_amax=cfg.in_kernel_amax,
+                   in_kernel_amax=cfg.in_kernel_amax, k_order=order.value,
                    mismatches=bad, scale_equal=s_ok)
   for i, (k, n) in enumerate(SHAPES):
     pw = pack_weight_from_float(mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k)

@@ -2,13 +2,17 @@
 
 At M <= GEMV_MAX_M the tensor-core kernel wastes most of each MMA tile and pays for
 moving every decoded weight into the MMA operand layout through shared memory
-(kernels/NOTES.md, v2 profiled). Here each thread decodes the bytes it loaded — Ŵ'·2^-7
-in float16 by bit moves, exactly as the packed GEMM does — widens them to float32 and
-multiplies them with every token of every activation path by FMAs into per-thread
-float32 accumulators of the tile's shape. No weight value crosses threads; the sums over
-the tile's K positions are reduced once, after the K loop. Activations are read as
-even-K and odd-K halves of each 32-block (strided loads from L1/L2, tiny next to the
-weights), matching the low and high nibble planes of the packed bytes.
+(kernels/NOTES.md, v2 profiled). Here each thread decodes the 16 bytes (one 32-block) it
+loaded — Ŵ'·2^-7 in float16 by bit moves, exactly as the packed GEMM does — widens them
+to float32 and multiplies them with every token of every activation path by FMAs into
+per-thread float32 sums. No weight value crosses threads.
+
+The activations reach the threads in the weights' own register layout, so no step
+converts layouts (v3 converted each token's activations through shared memory every
+step): they are read in nibble-plane order — per 32-block the 16 even-K values, then
+the 16 odd-K values, matching the low and high nibbles of the block's 16 bytes — by
+loads of the weight tile's shape whose row index has stride 0 (every weight row reads
+the same activations; the warp's identical addresses are one L1 transaction).
 
 Numerics: every product Ŵ'·2^-7 × path value is exact in float32 (≤ 6 × ≤ 11 significant
 bits); only the float32 summation order differs from the reference.
@@ -27,23 +31,28 @@ from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import GemvConfig
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import finish_split_k
+from sharq_jax.kernels.sharq_prep.reference import to_nibble_planes
+
+# A 32-block's 16 bytes as two halves of 8: 8 bytes = one 64-bit load per thread for the
+# codes and one 128-bit load per float16 activation plane, so the coalescing pass gives
+# codes and activations the same register layout (same shape, same elements per thread).
+_HALVES, _HALF = 2, 8
 
 
-def _load_halves(x_ref, t: int, kb0, nb: int, gpu: bool):
-  """(even-K, odd-K) float32 (nb, 16) of token t's blocks kb0 .. kb0 + nb."""
-  if gpu:
-    even = x_ref[t, pl.ds(kb0, nb), pl.ds(0, 16, stride=2)]
-    odd = x_ref[t, pl.ds(kb0, nb), pl.ds(1, 16, stride=2)]
-  else:  # interpret mode: no strided slices; split the pairs instead
-    pair = x_ref[t, pl.ds(kb0, nb), :].reshape(nb, 16, 2)
-    even, odd = pair[..., 0], pair[..., 1]
-  return even.astype(jnp.float32), odd.astype(jnp.float32)
+def _plane(x_ref, t: int, parity: int, kb0, nb: int, bn: int, gpu: bool):
+  """Token t's parity plane of blocks kb0 .. kb0+nb as float32 (bn, nb, 2, 8)."""
+  if gpu:  # stride-0 row index: the load itself has the weight tile's shape and layout
+    v = x_ref[pl.ds(t, bn, stride=0), pl.ds(kb0, nb), parity, :, :]
+  else:  # interpret mode: read once, broadcast
+    v = jnp.broadcast_to(x_ref[t, pl.ds(kb0, nb), parity, :, :][None],
+                         (bn, nb, _HALVES, _HALF))
+  return v.astype(jnp.float32)
 
 
 def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused: bool,
                  has_bias: bool, gpu: bool):
-  x_refs = refs[:npaths]  # (M, K/32, 32) float16 each
-  w_ref, sc_ref = refs[npaths:npaths + 2]  # (bn, K/32, 16) bytes, (bn, K/32) E4M3 bits
+  x_refs = refs[:npaths]  # (M, K/32, parity, half, 8) float16 nibble planes each
+  w_ref, sc_ref = refs[npaths:npaths + 2]  # (bn, K/32, 2, 8) bytes, (bn, K/32, 1, 1) E4M3
   rest = refs[npaths + 2:]
   o_ref = rest[-1]
   bn, nb = cfg.block_n, cfg.block_k // 32
@@ -51,24 +60,25 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
 
   def body(it, accs):
     kb0 = (it0 + it) * nb
-    scale = common.decode_e4m3_scale_f16(sc_ref[:, pl.ds(kb0, nb)])[..., None]
-    lo, hi = common.decode_nibbles_f16(w_ref[:, pl.ds(kb0, nb), :], gpu=gpu)
+    scale = common.decode_e4m3_scale_f16(sc_ref[:, pl.ds(kb0, nb), :, :])
+    lo, hi = common.decode_nibbles_f16(w_ref[:, pl.ds(kb0, nb), :, :], gpu=gpu)
     lo = (lo * scale).astype(jnp.float32)  # Ŵ'·2^-7, exact in float16 and float32
     hi = (hi * scale).astype(jnp.float32)
     out = []
     for t in range(m):
       acc = accs[t]
       for x_ref in x_refs:
-        even, odd = _load_halves(x_ref, t, kb0, nb, gpu)
-        acc = acc + lo * even[None] + hi * odd[None]
+        even = _plane(x_ref, t, 0, kb0, nb, bn, gpu)
+        odd = _plane(x_ref, t, 1, kb0, nb, bn, gpu)
+        acc = acc + lo * even + hi * odd
       out.append(acc)
     return tuple(out)
 
-  zeros = jnp.zeros((bn, nb, 16), jnp.float32)
+  zeros = jnp.zeros((bn, nb, _HALVES, _HALF), jnp.float32)
   accs = jax.lax.fori_loop(0, n_iter, body, (zeros,) * m)
   # One (1, bn) row per token: Triton tensors must have power-of-two sizes, M need not.
   for t, acc in enumerate(accs):
-    y = jnp.sum(jnp.sum(acc, axis=2), axis=1)[None, :]
+    y = jnp.sum(jnp.sum(jnp.sum(acc, axis=3), axis=2), axis=1)[None, :]
     if fused:
       y = y * rest[0][...]
       if has_bias:
@@ -77,30 +87,36 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
 
 
 def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.float32,
-         config: GemvConfig, interpret: bool = False) -> jax.Array:
+         config: GemvConfig, planes: bool = False, interpret: bool = False) -> jax.Array:
   """Σ_p paths[p] · (Ŵ'·2^-7)ᵀ · factor (+ bias) for M <= GEMV_MAX_M tokens.
 
   Args:
-    paths: float16 (M, K) activation paths (1 or 2).
+    paths: float16 (M, K) activation paths (1 or 2), in column order, or with
+      planes=True in nibble-plane order (sharq_prep(..., k_order=NIBBLE_PLANES)).
     w: the packed weight.
     factor: float32 scalar multiplying the sums (s·s_w·2^7 for Y).
     bias: optional (N,) float32.
     out_dtype: output dtype.
     config: tile config (checked against the shape).
+    planes: whether the paths are in nibble-plane order (else an XLA transpose
+      puts them in it).
     interpret: Pallas interpret mode (CPU tests).
   """
+  if not planes:
+    paths = [to_nibble_planes(p) for p in paths]
   m, k = paths[0].shape
-  n = w.n
+  kb, n = k // 32, w.n
   cfg = config
   cfg.check(m, n, k)
-  kb, bn = k // 32, cfg.block_n
+  bn = cfg.block_n
   n_iter = k // (cfg.split_k * cfg.block_k)
   fused = cfg.split_k == 1
-  in_specs = [pl.BlockSpec((m, kb, 32), lambda j, s: (0, 0, 0))] * len(paths)
-  in_specs += [pl.BlockSpec((bn, kb, 16), lambda j, s: (j, 0, 0)),
-               pl.BlockSpec((bn, kb), lambda j, s: (j, 0))]
-  args = [p.reshape(m, kb, 32) for p in paths]
-  args += [w.codes.reshape(n, kb, 16), w.scales]
+  in_specs = [pl.BlockSpec((m, kb, 2, _HALVES, _HALF), lambda j, s: (0, 0, 0, 0, 0))
+              ] * len(paths)
+  in_specs += [pl.BlockSpec((bn, kb, _HALVES, _HALF), lambda j, s: (j, 0, 0, 0)),
+               pl.BlockSpec((bn, kb, 1, 1), lambda j, s: (j, 0, 0, 0))]
+  args = [p.reshape(m, kb, 2, _HALVES, _HALF) for p in paths]
+  args += [w.codes.reshape(n, kb, _HALVES, _HALF), w.scales.reshape(n, kb, 1, 1)]
   if fused:
     args.append(jnp.asarray(factor, jnp.float32).reshape(1, 1))
     in_specs.append(pl.BlockSpec((1, 1), lambda j, s: (0, 0)))

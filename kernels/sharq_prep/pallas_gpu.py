@@ -24,7 +24,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_prep import reference
 from sharq_jax.kernels.sharq_prep.config import PrepConfig, default_config
-from sharq_jax.kernels.sharq_prep.reference import PathMode, Prepared
+from sharq_jax.kernels.sharq_prep.reference import KOrder, PathMode, Prepared
 
 
 def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
@@ -53,21 +53,31 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
   return jnp.where(bad[..., None], np.float32(np.nan), out)
 
 
+# Elements per program per step of the in-kernel amax loop: wide steps, few iterations
+# (a serial loop of bk-wide steps made the one-launch prep slower than three launches).
+AMAX_STEP_ELEMENTS = 8192
+
+
 def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
-  """s = scale_from_amax(finite amax of all of x_ref), (1, 1) float32, bk columns a step."""
+  """s = scale_from_amax(finite amax of all of x_ref), (1, 1) float32."""
+  bm = row_ok.shape[0]
+  step = bk
+  while step * 2 * bm <= AMAX_STEP_ELEMENTS and k % (step * 2) == 0:
+    step *= 2
 
   def body(i, acc):
-    v = _compat.masked_load(x_ref.at[:, pl.ds(i * bk, bk)], row_ok, 0).astype(jnp.float32)
+    v = _compat.masked_load(x_ref.at[:, pl.ds(i * step, step)], row_ok, 0)
+    v = v.astype(jnp.float32)
     return jnp.maximum(acc, jnp.where(jnp.isfinite(v), jnp.abs(v), 0.0))
 
-  acc = jax.lax.fori_loop(0, k // bk, body, jnp.zeros((row_ok.shape[0], bk), jnp.float32))
+  acc = jax.lax.fori_loop(0, k // step, body, jnp.zeros((bm, step), jnp.float32))
   amax = jnp.max(jnp.max(acc, axis=1, keepdims=True), axis=0, keepdims=True)
   s = common.div_rn(amax, jnp.full_like(amax, common.TENSOR_SCALE_DIVISOR), gpu=gpu)
   return jnp.where(amax > 0, s, 1.0)
 
 
 def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: PathMode,
-                 in_kernel_amax: bool, gpu: bool):
+                 in_kernel_amax: bool, k_order: KOrder, gpu: bool):
   if rmsnorm:
     x_ref, s_ref, rstd_ref, g_ref, *out_refs = refs
   elif in_kernel_amax:
@@ -105,6 +115,8 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   else:
     outs = (s_hat + r_hat,)
   for ref, val in zip(out_refs, outs):
+    if k_order is KOrder.NIBBLE_PLANES:  # a permutation inside each 32-block
+      val = val.reshape(bm, bk // 32, 16, 2).transpose(0, 1, 3, 2).reshape(bm, bk)
     _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
 
 
@@ -118,10 +130,12 @@ def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
   return reference.tensor_scale(reference.rms_apply(x2, gamma, rstd)), rstd
 
 
-@functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "interpret"))
+@functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "k_order",
+                                             "interpret"))
 def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-6,
                mode: PathMode = PathMode.EXACT, config: PrepConfig | None = None,
-               scale: jax.Array | None = None, interpret: bool = False) -> Prepared:
+               scale: jax.Array | None = None, k_order: KOrder = KOrder.COLUMNS,
+               interpret: bool = False) -> Prepared:
   """Prepares activations x (..., K) for the SharQ GEMM (see module docstring).
 
   Args:
@@ -135,12 +149,15 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       finite_amax), so every shard is quantized as the whole tensor would be. With
       gamma the RMSNorm statistics are this x's own rows: right for a token shard
       (whole rows), wrong for a K shard — normalise K-sharded inputs before.
+    k_order: the column order of the paths written: KOrder.COLUMNS, or
+      KOrder.NIBBLE_PLANES, the order the GEMV kernel reads (same values, permuted
+      within each 32-block, in the same pass).
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
-    Prepared with float16 (M, K) paths, M = prod(x.shape[:-1]).
+    Prepared with float16 (M, K) paths in k_order, M = prod(x.shape[:-1]).
   """
-  mode = PathMode(mode)
+  mode, k_order = PathMode(mode), KOrder(k_order)
   k = x.shape[-1]
   if k % reference.K_MULTIPLE:
     raise ValueError(f"sharq_prep: K={k} of shape {x.shape} is not a multiple of "
@@ -175,7 +192,8 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
                  pl.BlockSpec((1, bk), lambda i, j: (0, j))]
   kernel = functools.partial(_prep_kernel, m=m, k=k, bm=bm, bk=bk,
                              rmsnorm=gamma is not None, mode=mode,
-                             in_kernel_amax=in_kernel_amax, gpu=not interpret)
+                             in_kernel_amax=in_kernel_amax, k_order=k_order,
+                             gpu=not interpret)
   outs = pl.pallas_call(
       kernel, grid=(pl.cdiv(m, bm), k // bk), in_specs=in_specs, out_specs=out_specs,
       out_shape=out_shape, interpret=interpret,
@@ -185,4 +203,4 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   if in_kernel_amax:
     *outs, s = outs
     s = s.reshape(())
-  return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode)
+  return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode, k_order=k_order)

@@ -40,12 +40,34 @@ class PathMode(enum.Enum):
     return 2 if self is PathMode.EXACT else 1
 
 
+class KOrder(enum.Enum):
+  """The order of the K columns of the prepared paths."""
+
+  COLUMNS = "columns"  # column k of X is column k of each path
+  # Per 32-block, the 16 even-K columns, then the 16 odd-K ones: the order of the low
+  # and high nibbles of the packed weight's 16 bytes per block, read by the GEMV.
+  NIBBLE_PLANES = "nibble_planes"
+
+
+def to_nibble_planes(path: jax.Array) -> jax.Array:
+  """(M, K) in column order → (M, K) in nibble-plane order (KOrder.NIBBLE_PLANES)."""
+  m, k = path.shape
+  return path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
+
+
+def from_nibble_planes(path: jax.Array) -> jax.Array:
+  """Inverse of to_nibble_planes: (M, K) nibble-plane order → column order."""
+  m, k = path.shape
+  return path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Prepared:
   """Activations prepared for the SharQ GEMM.
 
-  paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast).
+  paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast),
+    their K columns in `k_order`.
   scale: the float32 tensor scale s, shape ().
   rstd: float32 (M, 1) RMSNorm reciprocal std, or None without RMSNorm.
   """
@@ -54,6 +76,14 @@ class Prepared:
   scale: jax.Array
   rstd: jax.Array | None
   mode: PathMode = dataclasses.field(metadata=dict(static=True))
+  k_order: KOrder = dataclasses.field(default=KOrder.COLUMNS, metadata=dict(static=True))
+
+  def in_column_order(self) -> "Prepared":
+    """The same activations with their paths in KOrder.COLUMNS (a no-op if they are)."""
+    if self.k_order is KOrder.COLUMNS:
+      return self
+    return dataclasses.replace(self, paths=tuple(map(from_nibble_planes, self.paths)),
+                               k_order=KOrder.COLUMNS)
 
 
 def rms_stats(x2: jax.Array, eps: float) -> jax.Array:

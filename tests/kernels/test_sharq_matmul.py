@@ -14,7 +14,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             pack_weight_from_float, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs
-from sharq_jax.kernels.sharq_prep import PathMode, Prepared, sharq_prep
+from sharq_jax.kernels.sharq_prep import KOrder, PathMode, Prepared, sharq_prep
 
 
 def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
@@ -72,6 +72,12 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="packed", config=cfg, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, ref) < 1e-6
+  if m == specs.TEST_MS[0]:  # nibble-plane paths are put back in column order first
+    planes = sharq_prep(x, mode=mode, k_order=KOrder.NIBBLE_PLANES, interpret=True)
+    np.testing.assert_array_equal(np.asarray(sharq_gemm_reference(planes, pw)),
+                                  np.asarray(ref))
+    np.testing.assert_array_equal(np.asarray(sharq_gemm(
+        planes, pw, impl="packed", config=cfg, interpret=True)), np.asarray(y))
 
 
 GEMV = [(GemvConfig(block_n=16, block_k=64), 1), (GemvConfig(block_n=16, block_k=64), 8),
@@ -90,6 +96,10 @@ def test_gemv_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
+    # Paths the prep wrote in nibble-plane order are what the kernel reads: same Y.
+    planes = sharq_prep(x, mode=mode, k_order=KOrder.NIBBLE_PLANES, interpret=True)
+    yp = sharq_gemm(planes, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
+    np.testing.assert_array_equal(np.asarray(yp), np.asarray(y))
   # Each token's row is its own: the last token alone (same paths, same scale) gives
   # the last row bit for bit.
   prep = sharq_prep(x, interpret=True)
