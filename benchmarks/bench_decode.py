@@ -41,7 +41,7 @@ from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
                                             resolve_impl, sharq_gemm, sharq_gemm_reference,
                                             sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
-from sharq_jax.kernels.sharq_prep import (KOrder, PathMode, default_config,  # noqa: E402
+from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, default_config,  # noqa: E402
                                           sharq_prep)
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy  # noqa: E402
 
@@ -79,20 +79,20 @@ def sec_check(rec, key, interpret: bool):
       if m >= 3:  # bad input: NaN and Inf poison their own blocks, not the scale
         x = x.at[1, 5].set(jnp.nan).at[2, k - 3].set(jnp.inf)
       cfg0 = default_config(m, k)
-      variants = [(cfg0, KOrder.COLUMNS), (cfg0, KOrder.NIBBLE_PLANES)]
+      variants = [(cfg0, PathLayout.MMA), (cfg0, PathLayout.GEMV)]
       if m <= cfg0.block_m:
-        variants.append((dataclasses.replace(cfg0, in_kernel_amax=True), KOrder.COLUMNS))
-      for mode, (cfg, order) in [(mode, v) for mode in PathMode for v in variants]:
-        pr = sharq_prep(x, mode=mode, config=cfg, k_order=order, interpret=interpret)
+        variants.append((dataclasses.replace(cfg0, in_kernel_amax=True), PathLayout.MMA))
+      for mode, (cfg, layout) in [(mode, v) for mode in PathMode for v in variants]:
+        pr = sharq_prep(x, mode=mode, config=cfg, layout=layout, interpret=interpret)
         want, s = sharq_prep_numpy(x, mode=mode)
-        got = pr.in_column_order().paths
+        got = pr.in_mma_layout().paths
         bad = sum(harness.count_neq(a, b) for a, b in zip(got, want))
         s_ok = float(pr.scale) == float(s)
         ok &= bad == 0 and s_ok
         rec.log(f"[check] prep k={k} m={m} {mode.value} in-kernel amax "
-                f"{cfg.in_kernel_amax} {order.value}: mismatches {bad}, scale equal {s_ok}")
+                f"{cfg.in_kernel_amax} {layout.value}: mismatches {bad}, scale equal {s_ok}")
         rec.record(section="check", what="prep", k=k, m=m, mode=mode.value,
-                   in_kernel_amax=cfg.in_kernel_amax, k_order=order.value,
+                   in_kernel_amax=cfg.in_kernel_amax, layout=layout.value,
                    mismatches=bad, scale_equal=s_ok)
   for i, (k, n) in enumerate(SHAPES):
     pw = pack_weight_from_float(mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k)
@@ -207,6 +207,10 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
             [(prs[j], s4[j][1]) for j in range(CALLS)]))
       runs.append(("prep", lambda x: sharq_prep(x, interpret=interpret).paths,
                    [(x,) for x in xs]))
+      # The kernel alone (scale given): the rest of "prep" is the XLA amax pass.
+      runs.append(("prep_given_scale", lambda x, s: sharq_prep(
+          x, scale=s, interpret=interpret).paths,
+          [(x, sharq_prep(x, interpret=interpret).scale) for x in xs]))
       pcfg = default_config(m, k)
       if m <= pcfg.block_m:  # the same prep with the amax inside the kernel
         runs.append(("prep_kernel_amax", lambda x, c=dataclasses.replace(
@@ -234,8 +238,9 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
 def table(rows) -> str:
   """Markdown table of the linear section (net µs per call)."""
   head = ("| K×N | M | bf16 | fp8 | nvfp4 sdg | SharQ exact | SharQ fast | GEMM | GEMM "
-          "(tensor-core) | prep | prep, amax in kernel | exact vs bf16 | GEMM weight TB/s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "(tensor-core) | prep | prep kernel alone | prep, amax in kernel | exact vs bf16 | "
+          "GEMM weight TB/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   f = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
   lines = []
   for r in rows:
@@ -244,6 +249,7 @@ def table(rows) -> str:
         f"{f(r.get('nvfp4_sdg_us'))} | {f(r.get('sharq_exact_us'))} | "
         f"{f(r.get('sharq_fast_us'))} | {f(r.get('gemm_us'))} ({r['impl']}) | "
         f"{f(r.get('gemm_packed_us'))} | {f(r.get('prep_us'))} | "
+        f"{f(r.get('prep_given_scale_us'))} | "
         f"{f(r.get('prep_kernel_amax_us'))} | "
         f"{f(r.get('sharq_exact_vs_bf16'), 2)}× | {f(r.get('gemm_tbs'), 2)} |")
   return head + "\n".join(lines) + "\n"

@@ -16,7 +16,8 @@ from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, GemvConfig,
                                                    default_gemv_config,
                                                    default_packed_config)
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight
-from sharq_jax.kernels.sharq_prep import KOrder, PathMode, PrepConfig, Prepared, sharq_prep
+from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig, Prepared,
+                                          sharq_prep)
 
 
 class GemmImpl(enum.Enum):
@@ -28,9 +29,9 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# GEMV beats PACKED at M = 1 only on the H200 (GEMM 1.3-1.7x faster; at M = 4 it is
-# 1.4-2.1x slower: BENCHMARKS.md "Session 3: a CUDA-core GEMV").
-GEMV_AUTO_MAX_M = 8
+# GEMV beats PACKED up to M = 2 on the H200 (M = 1: 1.1-2.1x faster, M = 2: 1.1-1.5x;
+# at M = 4 it is 1.2-1.6x slower: BENCHMARKS.md "Session 4").
+GEMV_AUTO_MAX_M = 2
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
@@ -83,9 +84,8 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
                interpret: bool = False) -> jax.Array:
   """Y = s·s_w · Σ_p P_p · Ŵ'ᵀ (+ bias) for prepared activations (M, K) → (M, N).
 
-  The GEMV reads paths in KOrder.NIBBLE_PLANES (column-order paths are permuted by
-  XLA first); the other kernels read column order (nibble-plane paths are permuted
-  back first). Either order gives the same Y.
+  The GEMV reads paths in PathLayout.GEMV, the other kernels in PathLayout.MMA; paths
+  in the other layout are converted by XLA first. Either layout gives the same Y.
   """
   m, k = prepared.paths[0].shape
   if k != w.k:
@@ -97,9 +97,9 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
     cfg = config if config is not None else default_gemv_config(m, w.n, k)
     return gemv_gpu.gemv(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR, bias=bias,
                          out_dtype=out_dtype, config=cfg,
-                         planes=prepared.k_order is KOrder.NIBBLE_PLANES,
+                         planes=prepared.layout is PathLayout.GEMV,
                          interpret=interpret)
-  prepared = prepared.in_column_order()
+  prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:
     cfg = config if config is not None else default_packed_config(m, w.n, k)
     return pallas_gpu.packed_gemm(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR,
@@ -144,10 +144,10 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
     raise ValueError(f"sharq_matmul: x has K={k} (shape {x.shape}) but the weight has "
                      f"K={w.k}")
   m = x.size // k
-  # The GEMV reads nibble-plane order: the prep writes it in the same pass.
+  # The prep writes the layout the GEMM reads.
   gemv = _impl_for(GemmImpl(impl), gemm_config, m) is GemmImpl.GEMV
   prepared = sharq_prep(x, gamma=gamma, eps=eps, mode=PathMode(mode), config=prep_config,
-                        k_order=KOrder.NIBBLE_PLANES if gemv else KOrder.COLUMNS,
+                        layout=PathLayout.GEMV if gemv else PathLayout.MMA,
                         interpret=interpret)
   y = sharq_gemm(prepared, w, bias=bias, out_dtype=out_dtype or x.dtype, impl=impl,
                  config=gemm_config, interpret=interpret)
@@ -157,7 +157,7 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
 def sharq_gemm_reference(prepared: Prepared, w: PackedWeight, *, bias=None,
                          out_dtype=jnp.float32) -> jax.Array:
   """XLA reference of sharq_gemm: float32 HIGHEST products of each path with Ŵ'."""
-  prepared = prepared.in_column_order()
+  prepared = prepared.in_mma_layout()
   w32 = expand_weight(w, jnp.float32)
   acc = None
   for p in prepared.paths:

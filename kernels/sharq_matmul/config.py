@@ -159,22 +159,23 @@ def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
 
 
 def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
-  """GEMV tiles from the H200 sweep at M = 1 (BENCHMARKS.md, "Session 3: a CUDA-core
-  GEMV"; one axis at a time around the default, so a local pick, not a global one):
-  16 weight rows and 256 K per step; K split 8 ways with 4 warps where N ≥ K (best at
-  4096×14336: 39.5 µs), 4 ways with 2 warps where K > N (best at 14336×4096: 38.2 µs).
-  Other shapes take the rule of their side, unswept.
+  """GEMV tiles from the H200 sweep at M = 1 (BENCHMARKS.md, "Session 4"; coordinate
+  descent from the previous default, so a local pick): where N ≥ K, 32 weight rows and
+  128 K per step, K split 16 ways, 4 warps (4096×14336: 40.1 µs); where K > N, 16 rows,
+  256 K, split 4 ways, 2 warps (14336×4096: 42.7 µs). Other shapes take the rule of
+  their side, unswept.
 
   Each thread keeps block_n·block_k/(32·num_warps) float32 sums per token, so block_k
   shrinks as M grows to keep the accumulators in registers.
   """
-  block_n = 16
+  if k > n:
+    block_n, block_k, target, warps = 16, (256 if m <= 2 else 128), 4, 2
+  else:
+    block_n, block_k, target, warps = 32, 128, 16, 4
   while n % block_n and block_n > 1:
     block_n //= 2
-  block_k = 256 if m <= 2 else 128
   while k % block_k and block_k > 32:
     block_k //= 2
-  target, warps = (4, 2) if k > n else (8, 4)
   split = 1
   while split < target and k % (2 * split * block_k) == 0:
     split *= 2

@@ -9,10 +9,11 @@ per-thread float32 sums. No weight value crosses threads.
 
 The activations reach the threads in the weights' own register layout, so no step
 converts layouts (v3 converted each token's activations through shared memory every
-step): they are read in nibble-plane order — per 32-block the 16 even-K values, then
-the 16 odd-K values, matching the low and high nibbles of the block's 16 bytes — by
-loads of the weight tile's shape whose row index has stride 0 (every weight row reads
-the same activations; the warp's identical addresses are one L1 transaction).
+step): they are read in PathLayout.GEMV — per 32-block the 16 even-K values, then the
+16 odd-K values, matching the low and high nibbles of the block's 16 bytes, in float32
+(a float16 operand cost one conversion per weight and path, more instructions than the
+FMAs) — by loads of the weight tile's shape whose row index has stride 0 (every weight
+row reads the same activations; the warp's identical addresses are one L1 transaction).
 
 Numerics: every product Ŵ'·2^-7 × path value is exact in float32 (≤ 6 × ≤ 11 significant
 bits); only the float32 summation order differs from the reference.
@@ -31,10 +32,10 @@ from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import GemvConfig
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import finish_split_k
-from sharq_jax.kernels.sharq_prep.reference import to_nibble_planes
+from sharq_jax.kernels.sharq_prep.reference import to_gemv_layout
 
 # A 32-block's 16 bytes as two halves of 8: 8 bytes = one 64-bit load per thread for the
-# codes and one 128-bit load per float16 activation plane, so the coalescing pass gives
+# codes and two 128-bit loads per float32 activation plane, so the coalescing pass gives
 # codes and activations the same register layout (same shape, same elements per thread).
 _HALVES, _HALF = 2, 8
 
@@ -51,7 +52,7 @@ def _plane(x_ref, t: int, parity: int, kb0, nb: int, bn: int, gpu: bool):
 
 def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused: bool,
                  has_bias: bool, gpu: bool):
-  x_refs = refs[:npaths]  # (M, K/32, parity, half, 8) float16 nibble planes each
+  x_refs = refs[:npaths]  # (M, K/32, parity, half, 8) float32 (PathLayout.GEMV)
   w_ref, sc_ref = refs[npaths:npaths + 2]  # (bn, K/32, 2, 8) bytes, (bn, K/32, 1, 1) E4M3
   rest = refs[npaths + 2:]
   o_ref = rest[-1]
@@ -91,19 +92,18 @@ def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.
   """Σ_p paths[p] · (Ŵ'·2^-7)ᵀ · factor (+ bias) for M <= GEMV_MAX_M tokens.
 
   Args:
-    paths: float16 (M, K) activation paths (1 or 2), in column order, or with
-      planes=True in nibble-plane order (sharq_prep(..., k_order=NIBBLE_PLANES)).
+    paths: (M, K) activation paths (1 or 2) in PathLayout.MMA, or with planes=True in
+      PathLayout.GEMV (sharq_prep(..., layout=PathLayout.GEMV)).
     w: the packed weight.
     factor: float32 scalar multiplying the sums (s·s_w·2^7 for Y).
     bias: optional (N,) float32.
     out_dtype: output dtype.
     config: tile config (checked against the shape).
-    planes: whether the paths are in nibble-plane order (else an XLA transpose
-      puts them in it).
+    planes: whether the paths are in PathLayout.GEMV (else XLA converts them).
     interpret: Pallas interpret mode (CPU tests).
   """
   if not planes:
-    paths = [to_nibble_planes(p) for p in paths]
+    paths = [to_gemv_layout(p) for p in paths]
   m, k = paths[0].shape
   kb, n = k // 32, w.n
   cfg = config

@@ -24,7 +24,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_prep import reference
 from sharq_jax.kernels.sharq_prep.config import PrepConfig, default_config
-from sharq_jax.kernels.sharq_prep.reference import KOrder, PathMode, Prepared
+from sharq_jax.kernels.sharq_prep.reference import PathLayout, PathMode, Prepared
 
 
 def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
@@ -77,7 +77,7 @@ def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
 
 
 def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: PathMode,
-                 in_kernel_amax: bool, k_order: KOrder, gpu: bool):
+                 in_kernel_amax: bool, layout: PathLayout, gpu: bool):
   if rmsnorm:
     x_ref, s_ref, rstd_ref, g_ref, *out_refs = refs
   elif in_kernel_amax:
@@ -115,9 +115,9 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   else:
     outs = (s_hat + r_hat,)
   for ref, val in zip(out_refs, outs):
-    if k_order is KOrder.NIBBLE_PLANES:  # a permutation inside each 32-block
+    if layout is PathLayout.GEMV:  # a permutation inside each 32-block
       val = val.reshape(bm, bk // 32, 16, 2).transpose(0, 1, 3, 2).reshape(bm, bk)
-    _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
+    _compat.masked_store(ref, val.astype(jnp.float16).astype(layout.dtype), row_ok)
 
 
 def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
@@ -130,11 +130,11 @@ def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
   return reference.tensor_scale(reference.rms_apply(x2, gamma, rstd)), rstd
 
 
-@functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "k_order",
+@functools.partial(jax.jit, static_argnames=("eps", "mode", "config", "layout",
                                              "interpret"))
 def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-6,
                mode: PathMode = PathMode.EXACT, config: PrepConfig | None = None,
-               scale: jax.Array | None = None, k_order: KOrder = KOrder.COLUMNS,
+               scale: jax.Array | None = None, layout: PathLayout = PathLayout.MMA,
                interpret: bool = False) -> Prepared:
   """Prepares activations x (..., K) for the SharQ GEMM (see module docstring).
 
@@ -149,15 +149,15 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       finite_amax), so every shard is quantized as the whole tensor would be. With
       gamma the RMSNorm statistics are this x's own rows: right for a token shard
       (whole rows), wrong for a K shard — normalise K-sharded inputs before.
-    k_order: the column order of the paths written: KOrder.COLUMNS, or
-      KOrder.NIBBLE_PLANES, the order the GEMV kernel reads (same values, permuted
-      within each 32-block, in the same pass).
+    layout: how the paths are written: PathLayout.MMA (float16, column order) or
+      PathLayout.GEMV (float32, nibble-plane order: what the GEMV kernel reads, written
+      in the same pass; same values).
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
-    Prepared with float16 (M, K) paths in k_order, M = prod(x.shape[:-1]).
+    Prepared with (M, K) paths in `layout`, M = prod(x.shape[:-1]).
   """
-  mode, k_order = PathMode(mode), KOrder(k_order)
+  mode, layout = PathMode(mode), PathLayout(layout)
   k = x.shape[-1]
   if k % reference.K_MULTIPLE:
     raise ValueError(f"sharq_prep: K={k} of shape {x.shape} is not a multiple of "
@@ -172,7 +172,7 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   in_kernel_amax = cfg.in_kernel_amax and scale is None and gamma is None and m <= bm
   tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))
   scalar = pl.BlockSpec((1, 1), lambda i, j: (0, 0))
-  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
+  out_shape = [jax.ShapeDtypeStruct((m, k), layout.dtype)] * mode.num_paths
   out_specs = [tile] * mode.num_paths
   rstd = None
   if in_kernel_amax:
@@ -192,7 +192,7 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
                  pl.BlockSpec((1, bk), lambda i, j: (0, j))]
   kernel = functools.partial(_prep_kernel, m=m, k=k, bm=bm, bk=bk,
                              rmsnorm=gamma is not None, mode=mode,
-                             in_kernel_amax=in_kernel_amax, k_order=k_order,
+                             in_kernel_amax=in_kernel_amax, layout=layout,
                              gpu=not interpret)
   outs = pl.pallas_call(
       kernel, grid=(pl.cdiv(m, bm), k // bk), in_specs=in_specs, out_specs=out_specs,
@@ -203,4 +203,4 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   if in_kernel_amax:
     *outs, s = outs
     s = s.reshape(())
-  return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode, k_order=k_order)
+  return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode, layout=layout)

@@ -40,25 +40,34 @@ class PathMode(enum.Enum):
     return 2 if self is PathMode.EXACT else 1
 
 
-class KOrder(enum.Enum):
-  """The order of the K columns of the prepared paths."""
+class PathLayout(enum.Enum):
+  """How the prepared paths are stored, for the GEMM kernel that reads them."""
 
-  COLUMNS = "columns"  # column k of X is column k of each path
-  # Per 32-block, the 16 even-K columns, then the 16 odd-K ones: the order of the low
-  # and high nibbles of the packed weight's 16 bytes per block, read by the GEMV.
-  NIBBLE_PLANES = "nibble_planes"
+  # float16 (M, K), column k of X in column k: the operand of the tensor-core and XLA
+  # GEMMs (the values are exact in float16).
+  MMA = "mma"
+  # float32 (M, K), per 32-block the 16 even-K columns then the 16 odd-K ones: the order
+  # of the low and high nibbles of the packed weight's 16 bytes per block, and float32
+  # so the GEMV's FMAs take them without a conversion per weight.
+  GEMV = "gemv"
+
+  @property
+  def dtype(self):
+    return jnp.float16 if self is PathLayout.MMA else jnp.float32
 
 
-def to_nibble_planes(path: jax.Array) -> jax.Array:
-  """(M, K) in column order → (M, K) in nibble-plane order (KOrder.NIBBLE_PLANES)."""
+def to_gemv_layout(path: jax.Array) -> jax.Array:
+  """An (M, K) path in PathLayout.MMA → PathLayout.GEMV (same values)."""
   m, k = path.shape
-  return path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
+  planes = path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
+  return planes.astype(jnp.float32)
 
 
-def from_nibble_planes(path: jax.Array) -> jax.Array:
-  """Inverse of to_nibble_planes: (M, K) nibble-plane order → column order."""
+def to_mma_layout(path: jax.Array) -> jax.Array:
+  """Inverse of to_gemv_layout: (M, K) PathLayout.GEMV → PathLayout.MMA."""
   m, k = path.shape
-  return path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
+  cols = path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
+  return cols.astype(jnp.float16)
 
 
 @jax.tree_util.register_dataclass
@@ -66,8 +75,8 @@ def from_nibble_planes(path: jax.Array) -> jax.Array:
 class Prepared:
   """Activations prepared for the SharQ GEMM.
 
-  paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast),
-    their K columns in `k_order`.
+  paths: (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast), stored
+    as `layout` says (float16 in column order unless layout is PathLayout.GEMV).
   scale: the float32 tensor scale s, shape ().
   rstd: float32 (M, 1) RMSNorm reciprocal std, or None without RMSNorm.
   """
@@ -76,14 +85,15 @@ class Prepared:
   scale: jax.Array
   rstd: jax.Array | None
   mode: PathMode = dataclasses.field(metadata=dict(static=True))
-  k_order: KOrder = dataclasses.field(default=KOrder.COLUMNS, metadata=dict(static=True))
+  layout: PathLayout = dataclasses.field(default=PathLayout.MMA,
+                                         metadata=dict(static=True))
 
-  def in_column_order(self) -> "Prepared":
-    """The same activations with their paths in KOrder.COLUMNS (a no-op if they are)."""
-    if self.k_order is KOrder.COLUMNS:
+  def in_mma_layout(self) -> "Prepared":
+    """The same activations with their paths in PathLayout.MMA (a no-op if they are)."""
+    if self.layout is PathLayout.MMA:
       return self
-    return dataclasses.replace(self, paths=tuple(map(from_nibble_planes, self.paths)),
-                               k_order=KOrder.COLUMNS)
+    return dataclasses.replace(self, paths=tuple(map(to_mma_layout, self.paths)),
+                               layout=PathLayout.MMA)
 
 
 def rms_stats(x2: jax.Array, eps: float) -> jax.Array:

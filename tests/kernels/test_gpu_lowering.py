@@ -13,7 +13,7 @@ import pytest
 from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemvConfig, PackedGemmConfig,
                                             pack_weight_from_float, sharq_gemm)
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import expand_weight_pallas
-from sharq_jax.kernels.sharq_prep import KOrder, PathMode, PrepConfig, Prepared, sharq_prep
+from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, PrepConfig, Prepared, sharq_prep
 
 
 def _lower_for_cuda(fn, *args) -> str:
@@ -36,12 +36,12 @@ def _prepared(m, k, mode=PathMode.EXACT):
                   scale=jnp.float32(1), rstd=None, mode=mode)
 
 
-@pytest.mark.parametrize("cfg,k_order", [(PrepConfig(8, 64, 2, in_kernel_amax=True),
-                                           KOrder.COLUMNS),
-                                          (PrepConfig(16, 64, 4), KOrder.NIBBLE_PLANES)])
+@pytest.mark.parametrize("cfg,layout", [(PrepConfig(8, 64, 2, in_kernel_amax=True),
+                                          PathLayout.MMA),
+                                         (PrepConfig(16, 64, 4), PathLayout.GEMV)])
 @pytest.mark.parametrize("m,k", [(1, 448), (5, 448 * 32)])
-def test_prep_lowers(cfg, k_order, m, k):
-  text = _lower_for_cuda(lambda x: sharq_prep(x, config=cfg, k_order=k_order),
+def test_prep_lowers(cfg, layout, m, k):
+  text = _lower_for_cuda(lambda x: sharq_prep(x, config=cfg, layout=layout),
                          jnp.ones((m, k), jnp.bfloat16))
   assert "__gpu$xla.gpu.triton" in text and "sharq_prep" in text
 

@@ -14,7 +14,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             pack_weight_from_float, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs
-from sharq_jax.kernels.sharq_prep import KOrder, PathMode, Prepared, sharq_prep
+from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, Prepared, sharq_prep
 
 
 def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
@@ -72,8 +72,8 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="packed", config=cfg, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, ref) < 1e-6
-  if m == specs.TEST_MS[0]:  # nibble-plane paths are put back in column order first
-    planes = sharq_prep(x, mode=mode, k_order=KOrder.NIBBLE_PLANES, interpret=True)
+  if m == specs.TEST_MS[0]:  # GEMV-layout paths are put back in the MMA layout first
+    planes = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     np.testing.assert_array_equal(np.asarray(sharq_gemm_reference(planes, pw)),
                                   np.asarray(ref))
     np.testing.assert_array_equal(np.asarray(sharq_gemm(
@@ -96,8 +96,8 @@ def test_gemv_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
-    # Paths the prep wrote in nibble-plane order are what the kernel reads: same Y.
-    planes = sharq_prep(x, mode=mode, k_order=KOrder.NIBBLE_PLANES, interpret=True)
+    # Paths the prep wrote in the GEMV's layout are what the kernel reads: same Y.
+    planes = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     yp = sharq_gemm(planes, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
     np.testing.assert_array_equal(np.asarray(yp), np.asarray(y))
   # Each token's row is its own: the last token alone (same paths, same scale) gives
@@ -145,14 +145,18 @@ def test_gemv_limits_and_auto_pick(weight):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
                config=GemvConfig(block_n=128), interpret=True)
   assert resolve_impl("auto", 1) is GemmImpl.GEMV
-  assert resolve_impl("auto", 2) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
+  assert resolve_impl("auto", 2) is GemmImpl.GEMV
+  assert resolve_impl("auto", 3) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
-  # The swept picks (N, K): 14336×4096 split 8 / 4 warps, 4096×14336 split 4 / 2 warps.
-  for n, k, split, warps in ((14336, 4096, 8, 4), (4096, 14336, 4, 2), (1024, 4096, 4, 2)):
+  # The swept picks (N, K): N >= K bn 32 bk 128 split 16 / 4 warps, K > N bn 16 bk 256
+  # split 4 / 2 warps.
+  for n, k, bn, bk, split, warps in ((14336, 4096, 32, 128, 16, 4),
+                                     (4096, 14336, 16, 256, 4, 2),
+                                     (1024, 4096, 16, 256, 4, 2)):
     cfg = default_gemv_config(1, n, k)
     cfg.check(1, n, k)
-    assert (cfg.split_k, cfg.num_warps, cfg.block_n, cfg.block_k) == (split, warps, 16, 256)
+    assert (cfg.block_n, cfg.block_k, cfg.split_k, cfg.num_warps) == (bn, bk, split, warps)
 
 
 @pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])

@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sharq_jax.kernels.sharq_prep import (KOrder, PathMode, PrepConfig, default_config,
-                                          finite_amax, from_nibble_planes,
-                                          scale_from_amax, sharq_prep,
-                                          sharq_prep_reference)
+from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig,
+                                          default_config, finite_amax, scale_from_amax,
+                                          sharq_prep, sharq_prep_reference, to_mma_layout)
 from sharq_jax.kernels.sharq_prep import specs
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy
 from tests.reference import numpy_ref
@@ -91,19 +90,21 @@ def test_prep_equals_contract_bit_for_bit(m, k, dtype, rms, mode, cfg):
 @pytest.mark.parametrize("mode,cfg", [(PathMode.EXACT, PrepConfig(8, 64, 2)),
                                       (PathMode.FAST, PrepConfig(8, 128, 2,
                                                                  in_kernel_amax=True))])
-def test_nibble_plane_order_is_the_contract_permuted(mode, cfg):
-  """k_order=NIBBLE_PLANES: column 32b + 16p + j holds column 32b + 2j + p, bit for bit."""
+def test_gemv_layout_is_the_contract_permuted(mode, cfg):
+  """layout=GEMV: float32, column 32b + 16p + j holds column 32b + 2j + p, bit for bit."""
   m, k = 5, 256
   x = _heavy(m, k, jnp.bfloat16, seed=21).at[1, 7].set(jnp.nan)
-  out = sharq_prep(x, mode=mode, config=cfg, k_order=KOrder.NIBBLE_PLANES, interpret=True)
+  out = sharq_prep(x, mode=mode, config=cfg, layout=PathLayout.GEMV, interpret=True)
   want, s = sharq_prep_numpy(x, mode=mode)
   b, p, j = np.meshgrid(np.arange(k // 32), np.arange(2), np.arange(16), indexing="ij")
   source = (32 * b + 2 * j + p).reshape(-1)  # in the order (b, p, j) of the output
-  assert out.k_order is KOrder.NIBBLE_PLANES and float(out.scale) == float(s)
+  assert out.layout is PathLayout.GEMV and float(out.scale) == float(s)
   for got, ref in zip(out.paths, want):
+    assert got.dtype == jnp.float32 and got.shape == (m, k)
     assert _neq(got, np.asarray(ref, np.float32)[:, source]) == 0
-    assert _neq(from_nibble_planes(got), ref) == 0
-  assert _neq(out.in_column_order().paths[0], want[0]) == 0
+    assert to_mma_layout(got).dtype == jnp.float16 and _neq(to_mma_layout(got), ref) == 0
+  back = out.in_mma_layout()
+  assert back.layout is PathLayout.MMA and _neq(back.paths[0], want[0]) == 0
 
 
 def test_prep_matches_independent_numpy_reference():
