@@ -75,9 +75,17 @@ def _chained(fn, sets):
   return outs
 
 
+# The H200 idles at a low SM clock (345 MHz seen before a run) and needs busy time to
+# ramp up: a timing right after a compile (seconds of idle GPU) read 30-80 % high and
+# scattered (session 4, run 10). Warm up for this long before every measurement.
+WARMUP_SECONDS = 0.2
+
+
 def _median_program_seconds(run, arg_sets, iters: int) -> float:
-  for _ in range(2 if len(arg_sets) < 8 else 1):
+  t0, n = time.perf_counter(), 0
+  while n < 2 or time.perf_counter() - t0 < WARMUP_SECONDS:
     jax.block_until_ready(run(arg_sets))
+    n += 1
   ts = []
   for _ in range(iters):
     t = time.perf_counter()
@@ -90,7 +98,8 @@ def time_calls(fn, arg_sets, iters: int = 7, *, chain: bool = False) -> float:
   """Median seconds per call of fn over R = len(arg_sets) calls in one jit program.
 
   The R calls take distinct arguments (fresh activations, cycled weight copies), so
-  no call reuses another's inputs from cache; 2 warm-up runs (1 when R ≥ 8) come first.
+  no call reuses another's inputs from cache; warm-up runs (at least 2, at least
+  WARMUP_SECONDS) come first.
   chain=False: the calls are independent, and XLA may overlap one call's asynchronous
   work (collectives) with the next call's compute — throughput of independent work.
   chain=True: each call waits for the previous one (see `_chained`) — the latency of a
