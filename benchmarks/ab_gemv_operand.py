@@ -1,8 +1,9 @@
 """A/B in one process: the GEMV's activation operand in float16 vs float32 (M = 1, 2).
 
 Both operands hold the same values in the same nibble-plane order (PathLayout.GEMV is
-float32; the float16 variant feeds the same kernel float16 planes, converted per weight
-inside). Rounds alternate A and B after warm-up (harness), two tiles per shape (the
+float16, converted to float32 per weight inside the kernel; the float32 variant feeds
+the same kernel float32 planes, saving those conversions but doubling the activation
+bytes each thread loads). Rounds alternate A and B after warm-up (harness), two tiles per shape (the
 current default and the session-3 default), raw µs per call (R = 24 calls per program).
 
   PYTHONUNBUFFERED=1 python3 benchmarks/ab_gemv_operand.py --out $OUT [--rounds 2]

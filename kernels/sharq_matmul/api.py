@@ -29,8 +29,8 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# GEMV beats PACKED up to M = 2 on the H200 (M = 1: 1.1-2.1x faster, M = 2: 1.1-1.5x;
-# at M = 4 it is 1.2-1.6x slower: BENCHMARKS.md "Session 4").
+# GEMV against PACKED on the H200 (BENCHMARKS.md "Session 4", run 9): M = 1 0.94-2.1x
+# (faster at 3 of the 4 Llama shapes), M = 2 1.06-1.5x faster, M = 4 1.2-1.6x slower.
 GEMV_AUTO_MAX_M = 2
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 

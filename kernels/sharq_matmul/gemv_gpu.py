@@ -10,10 +10,9 @@ per-thread float32 sums. No weight value crosses threads.
 The activations reach the threads in the weights' own register layout, so no step
 converts layouts (v3 converted each token's activations through shared memory every
 step): they are read in PathLayout.GEMV — per 32-block the 16 even-K values, then the
-16 odd-K values, matching the low and high nibbles of the block's 16 bytes, in float32
-(a float16 operand cost one conversion per weight and path, more instructions than the
-FMAs) — by loads of the weight tile's shape whose row index has stride 0 (every weight
-row reads the same activations; the warp's identical addresses are one L1 transaction).
+16 odd-K values, matching the low and high nibbles of the block's 16 bytes — by loads
+of the weight tile's shape whose row index has stride 0 (every weight row reads the
+same activations; the warp's identical addresses are one L1 transaction).
 
 Numerics: every product Ŵ'·2^-7 × path value is exact in float32 (≤ 6 × ≤ 11 significant
 bits); only the float32 summation order differs from the reference.
@@ -35,7 +34,7 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import finish_split_k
 from sharq_jax.kernels.sharq_prep.reference import to_gemv_layout
 
 # A 32-block's 16 bytes as two halves of 8: 8 bytes = one 64-bit load per thread for the
-# codes and two 128-bit loads per float32 activation plane, so the coalescing pass gives
+# codes and one 128-bit load per float16 activation plane, so the coalescing pass gives
 # codes and activations the same register layout (same shape, same elements per thread).
 _HALVES, _HALF = 2, 8
 
@@ -52,7 +51,7 @@ def _plane(x_ref, t: int, parity: int, kb0, nb: int, bn: int, gpu: bool):
 
 def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused: bool,
                  has_bias: bool, gpu: bool):
-  x_refs = refs[:npaths]  # (M, K/32, parity, half, 8) float32 (PathLayout.GEMV)
+  x_refs = refs[:npaths]  # (M, K/32, parity, half, 8) float16 (PathLayout.GEMV)
   w_ref, sc_ref = refs[npaths:npaths + 2]  # (bn, K/32, 2, 8) bytes, (bn, K/32, 1, 1) E4M3
   rest = refs[npaths + 2:]
   o_ref = rest[-1]
@@ -99,7 +98,7 @@ def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.
     bias: optional (N,) float32.
     out_dtype: output dtype.
     config: tile config (checked against the shape).
-    planes: whether the paths are in PathLayout.GEMV (else XLA converts them).
+    planes: whether the paths are in PathLayout.GEMV (else XLA permutes them).
     interpret: Pallas interpret mode (CPU tests).
   """
   if not planes:

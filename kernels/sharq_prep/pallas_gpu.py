@@ -117,7 +117,7 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   for ref, val in zip(out_refs, outs):
     if layout is PathLayout.GEMV:  # a permutation inside each 32-block
       val = val.reshape(bm, bk // 32, 16, 2).transpose(0, 1, 3, 2).reshape(bm, bk)
-    _compat.masked_store(ref, val.astype(jnp.float16).astype(layout.dtype), row_ok)
+    _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
 
 
 def prep_stats(x2: jax.Array, gamma: jax.Array | None, eps: float):
@@ -149,13 +149,13 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       finite_amax), so every shard is quantized as the whole tensor would be. With
       gamma the RMSNorm statistics are this x's own rows: right for a token shard
       (whole rows), wrong for a K shard — normalise K-sharded inputs before.
-    layout: how the paths are written: PathLayout.MMA (float16, column order) or
-      PathLayout.GEMV (float32, nibble-plane order: what the GEMV kernel reads, written
-      in the same pass; same values).
+    layout: the column order of the paths written: PathLayout.MMA (column order) or
+      PathLayout.GEMV (nibble-plane order, what the GEMV kernel reads; a permutation
+      inside each 32-block, done in the same pass).
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
-    Prepared with (M, K) paths in `layout`, M = prod(x.shape[:-1]).
+    Prepared with float16 (M, K) paths in `layout`, M = prod(x.shape[:-1]).
   """
   mode, layout = PathMode(mode), PathLayout(layout)
   k = x.shape[-1]
@@ -172,7 +172,7 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   in_kernel_amax = cfg.in_kernel_amax and scale is None and gamma is None and m <= bm
   tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))
   scalar = pl.BlockSpec((1, 1), lambda i, j: (0, 0))
-  out_shape = [jax.ShapeDtypeStruct((m, k), layout.dtype)] * mode.num_paths
+  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
   out_specs = [tile] * mode.num_paths
   rstd = None
   if in_kernel_amax:

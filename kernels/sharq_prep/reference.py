@@ -41,33 +41,27 @@ class PathMode(enum.Enum):
 
 
 class PathLayout(enum.Enum):
-  """How the prepared paths are stored, for the GEMM kernel that reads them."""
+  """How the prepared float16 paths are stored, for the GEMM kernel that reads them."""
 
-  # float16 (M, K), column k of X in column k: the operand of the tensor-core and XLA
-  # GEMMs (the values are exact in float16).
+  # (M, K), column k of X in column k: the operand of the tensor-core and XLA GEMMs.
   MMA = "mma"
-  # float32 (M, K), per 32-block the 16 even-K columns then the 16 odd-K ones: the order
-  # of the low and high nibbles of the packed weight's 16 bytes per block, and float32
-  # so the GEMV's FMAs take them without a conversion per weight.
+  # (M, K), per 32-block the 16 even-K columns then the 16 odd-K ones: the order of the
+  # low and high nibbles of the packed weight's 16 bytes per block, read by the GEMV.
+  # (A float32 variant, saving the GEMV one conversion per weight and path, measured
+  # slower on the N ≥ K shapes on the H200: kernels/NOTES.md, v4.)
   GEMV = "gemv"
-
-  @property
-  def dtype(self):
-    return jnp.float16 if self is PathLayout.MMA else jnp.float32
 
 
 def to_gemv_layout(path: jax.Array) -> jax.Array:
-  """An (M, K) path in PathLayout.MMA → PathLayout.GEMV (same values)."""
+  """An (M, K) path in PathLayout.MMA → PathLayout.GEMV (a permutation per 32-block)."""
   m, k = path.shape
-  planes = path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
-  return planes.astype(jnp.float32)
+  return path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
 
 
 def to_mma_layout(path: jax.Array) -> jax.Array:
   """Inverse of to_gemv_layout: (M, K) PathLayout.GEMV → PathLayout.MMA."""
   m, k = path.shape
-  cols = path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
-  return cols.astype(jnp.float16)
+  return path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
 
 
 @jax.tree_util.register_dataclass
@@ -75,8 +69,8 @@ def to_mma_layout(path: jax.Array) -> jax.Array:
 class Prepared:
   """Activations prepared for the SharQ GEMM.
 
-  paths: (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast), stored
-    as `layout` says (float16 in column order unless layout is PathLayout.GEMV).
+  paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast),
+    their columns ordered as `layout` says.
   scale: the float32 tensor scale s, shape ().
   rstd: float32 (M, 1) RMSNorm reciprocal std, or None without RMSNorm.
   """
