@@ -1,0 +1,58 @@
+"""benchmarks/kernel_trace.py: the summary of a hand-written Perfetto trace, and a real
+(CPU) profiler trace read back."""
+
+import gzip
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from benchmarks import kernel_trace  # noqa: E402
+
+
+def test_summary_of_a_hand_written_trace(tmp_path):
+  events = [
+      {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+      {"ph": "M", "name": "process_name", "pid": 7, "args": {"name": "/device:GPU:0"}},
+      {"ph": "X", "pid": 1, "tid": 1, "ts": 0.0, "dur": 500.0, "name": "host work"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 10.0, "dur": 4.0, "name": "sharq_prep"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 30.0, "dur": 20.0, "name": "sharq_gemv"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 60.0, "dur": 6.0, "name": "sharq_prep"},
+      {"ph": "i", "pid": 7, "tid": 2, "ts": 70.0, "name": "marker without duration"},
+  ]
+  path = tmp_path / "t.json.gz"
+  with gzip.open(path, "wt") as f:
+    json.dump({"traceEvents": events}, f)
+  s = kernel_trace.kernel_summary(str(path))
+  assert list(s) == ["/device:GPU:0"]
+  assert kernel_trace.process_names(str(path)) == ["/host:CPU", "/device:GPU:0"]
+  gpu = s["/device:GPU:0"]
+  assert gpu["kernels"] == {"sharq_prep": (2, 10.0), "sharq_gemv": (1, 20.0)}
+  assert gpu["busy_us"] == 30.0 and gpu["span_us"] == 56.0  # 10 .. 66
+  text = kernel_trace.format_summary(s, calls=2)
+  assert "busy 15.0 us per call" in text and text.index("sharq_gemv") < text.index("sharq_prep")
+
+
+def test_a_real_trace_is_written_and_read(tmp_path):
+  f = jax.jit(lambda x: jnp.sin(x) @ x)
+  path = kernel_trace.trace_programs(f, (jnp.ones((64, 64)),), str(tmp_path), repeats=2)
+  assert path.endswith("perfetto_trace.json.gz")
+  # On the CPU no process is a GPU; with the host marker the trace has timed events.
+  assert kernel_trace.kernel_summary(path) == {}
+  host = kernel_trace.kernel_summary(path, device_marker="")
+  assert any(s["busy_us"] > 0 for s in host.values())
+
+
+def test_profile_decode_smoke_writes_traces(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run(
+      [sys.executable, os.path.join(root, "benchmarks", "profile_decode.py"), "--m", "1",
+       "--smoke", "--trace", str(tmp_path)], capture_output=True, text=True, check=True,
+      timeout=600).stdout
+  assert out.count("[wall]") == 2 and out.count("[trace]") == 2
+  assert "no device process" in out  # the CPU has none
+  assert len(list(tmp_path.glob("**/perfetto_trace.json.gz"))) == 2
