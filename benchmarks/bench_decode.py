@@ -8,7 +8,8 @@ Sections:
   check   the GEMV and the tensor-core (packed) kernels against the float32 XLA
           reference at the Llama-3.1-8B shapes, fresh heavy-tailed data, both modes;
   sweep   GEMV tiles (coordinate descent from the default) at M = 1 and 8 on the two
-          big shapes; the best tile per (shape, M) is used below for M <= 8;
+          big shapes, on paths prepared in the GEMV's layout; the best tile per
+          (shape, M) is used below wherever AUTO runs the GEMV;
   linear  per shape and M: XLA bf16 jnp.dot, fp8 dot, jax.nn.scaled_dot_general NVFP4,
           the whole SharQ linear (prep + GEMM, exact and fast), the GEMM alone and the
           prep alone. Every timing: R = 24 calls in one jit program with distinct
@@ -38,7 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
                                             default_gemv_config, pack_weight_from_float,
-                                            resolve_impl, sharq_gemm, sharq_gemm_reference,
+                                            prep_layout, resolve_impl, sharq_gemm, sharq_gemm_reference,
                                             sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, default_config,  # noqa: E402
@@ -125,7 +126,7 @@ def sec_sweep(rec, key, weights, ms, interpret: bool):
     for m in ms:
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 7000 + j), m, k)
             for j in range(CALLS)]
-      prs = [sharq_prep(x, interpret=interpret) for x in xs]
+      prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
       sets = [(prs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
       cfg = default_gemv_config(m, n, k)
       seen = {}
@@ -198,9 +199,12 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
         runs.append((f"sharq_{mode.value}", functools.partial(
             sharq_matmul, mode=mode, impl=impl, gemm_config=cfg, interpret=interpret), s4))
       prs = [sharq_prep(x, interpret=interpret) for x in xs]
+      # The GEMM alone, on paths already in the layout it reads (no conversion timed).
+      prs_own = [sharq_prep(x, layout=prep_layout(impl, m, cfg), interpret=interpret)
+                 for x in xs]
       runs.append(("gemm", functools.partial(sharq_gemm, impl=impl, config=cfg,
                                              out_dtype=jnp.bfloat16, interpret=interpret),
-                   [(prs[j], s4[j][1]) for j in range(CALLS)]))
+                   [(prs_own[j], s4[j][1]) for j in range(CALLS)]))
       if impl is GemmImpl.GEMV:
         runs.append(("gemm_packed", functools.partial(
             sharq_gemm, impl=GemmImpl.PACKED, out_dtype=jnp.bfloat16, interpret=interpret),

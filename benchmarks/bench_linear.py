@@ -42,7 +42,8 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl,  # noqa: 
                                             default_dense_config,
                                             default_packed_config, expand_weight,
                                             expand_weight_pallas,
-                                            pack_weight, resolve_impl, sharq_gemm,
+                                            pack_weight, prep_layout, resolve_impl,
+                                            sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config,  # noqa: E402
                                           sharq_prep)
@@ -421,7 +422,7 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       for mode in PathMode:
         run(f"sharq_{mode.value}", lambda x, w, mode=mode: sharq_matmul(
             x, w, mode=mode, impl=impl, gemm_config=cfg, prep_config=pcfg), setsq, pbytes)
-      prs = [sharq_prep(x, config=pcfg) for x in xs]
+      prs = [sharq_prep(x, config=pcfg, layout=prep_layout(impl, m, cfg)) for x in xs]
       run("gemm_exact", lambda p, w: sharq_gemm(p, w, impl=impl, config=cfg,
                                                  out_dtype=jnp.bfloat16),
           [(prs[i], pws[i % copies4]) for i in range(r)], pbytes)

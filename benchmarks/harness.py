@@ -75,9 +75,9 @@ def _chained(fn, sets):
   return outs
 
 
-# The H200 idles at a low SM clock (345 MHz seen before a run) and needs busy time to
-# ramp up: a timing right after a compile (seconds of idle GPU) read 30-80 % high and
-# scattered (session 4, run 10). Warm up for this long before every measurement.
+# nvidia-smi showed the H200 at a 345 MHz SM clock before a run, and timings right after
+# a compile scattered by up to 80 % (session 4, run 10). On the hypothesis that the clock
+# needs busy time to ramp up, warm up for this long before every measurement.
 WARMUP_SECONDS = 0.2
 
 

@@ -8,8 +8,8 @@ lowering; interpret mode on the CPU for tests), a frozen tile config and default
                  (block 16), float16 paths for the GEMM in the layout it reads
                  (`sharq_prep`, `Prepared`, `PathLayout`)
   sharq_matmul/  packed FP4 weights (`pack_weight`, `PackedWeight`), the SharQ GEMM
-                 (`sharq_gemm`: CUDA-core GEMV for M <= 2, packed tensor-core decode
-                 kernel, or expanded-weight prefill path) and the full layer
+                 (`sharq_gemm`: CUDA-core GEMV (AUTO: M <= 2), packed tensor-core
+                 decode kernel, or expanded-weight prefill path) and the full layer
                  `sharq_matmul(x, packed_weight, ...)`
   dispatch.py    what sharq_jax.linear.sharq_dot(backend="pallas"|"auto") calls
   common.py      bit-exact numerics helpers shared by the kernels

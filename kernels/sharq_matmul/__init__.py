@@ -1,7 +1,7 @@
 """SharQ GEMM: prepared activations × packed FP4 weights (one weight read, two paths)."""
 
 from sharq_jax.kernels.sharq_matmul.api import (GEMV_AUTO_MAX_M, PACKED_MAX_M, GemmImpl,
-                                                resolve_impl,
+                                                prep_layout, resolve_impl,
                                                 sharq_gemm, sharq_gemm_reference,
                                                 sharq_matmul)
 from sharq_jax.kernels.sharq_matmul.config import (GEMV_MAX_M, DenseGemmConfig,
@@ -16,7 +16,7 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight
                                                        packed_gemm)
 
 __all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
-           "gemv", "PACKED_MAX_M", "resolve_impl", "sharq_gemm",
+           "gemv", "PACKED_MAX_M", "prep_layout", "resolve_impl", "sharq_gemm",
            "sharq_gemm_reference", "sharq_matmul", "DenseGemmConfig", "Interleave",
            "Orient", "PackedGemmConfig", "default_dense_config", "default_packed_config",
            "PackedWeight", "expand_weight", "pack_weight", "pack_weight_from_float",

@@ -29,8 +29,9 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# GEMV against PACKED on the H200 (BENCHMARKS.md "Session 4", run 9): M = 1 0.94-2.1x
-# (faster at 3 of the 4 Llama shapes), M = 2 1.06-1.5x faster, M = 4 1.2-1.6x slower.
+# GEMV against PACKED on the H200 (BENCHMARKS.md "Session 4", run 9; the GEMV timed with
+# an XLA transpose of its input before it): M = 1 0.94-2.1x (faster at 3 of the 4 Llama
+# shapes), M = 2 1.06-1.5x faster, M = 4 1.2-1.6x slower.
 GEMV_AUTO_MAX_M = 2
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
@@ -64,6 +65,13 @@ def _impl_for(impl: GemmImpl, config, m: int) -> GemmImpl:
     raise TypeError(f"sharq_gemm: impl={impl.value} cannot take a "
                     f"{type(config).__name__} (it configures {wanted[0].value})")
   return impl
+
+
+def prep_layout(impl: GemmImpl | str, m: int, config=None) -> PathLayout:
+  """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config) reads:
+  prepare with it (sharq_prep(..., layout=)) and no conversion runs before the GEMM."""
+  gemv = _impl_for(GemmImpl(impl), config, m) is GemmImpl.GEMV
+  return PathLayout.GEMV if gemv else PathLayout.MMA
 
 
 def _xla_gemm(paths, w16, factor, bias, out_dtype):
@@ -143,11 +151,8 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
   if k != w.k:
     raise ValueError(f"sharq_matmul: x has K={k} (shape {x.shape}) but the weight has "
                      f"K={w.k}")
-  m = x.size // k
-  # The prep writes the layout the GEMM reads.
-  gemv = _impl_for(GemmImpl(impl), gemm_config, m) is GemmImpl.GEMV
   prepared = sharq_prep(x, gamma=gamma, eps=eps, mode=PathMode(mode), config=prep_config,
-                        layout=PathLayout.GEMV if gemv else PathLayout.MMA,
+                        layout=prep_layout(impl, x.size // k, gemm_config),
                         interpret=interpret)
   y = sharq_gemm(prepared, w, bias=bias, out_dtype=out_dtype or x.dtype, impl=impl,
                  config=gemm_config, interpret=interpret)

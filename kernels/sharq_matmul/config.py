@@ -165,8 +165,9 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   256 K, split 4 ways, 2 warps (14336×4096: 42.7 µs). Other shapes take the rule of
   their side, unswept.
 
-  Each thread keeps block_n·block_k/(32·num_warps) float32 sums per token, so block_k
-  shrinks as M grows to keep the accumulators in registers.
+  Each thread keeps block_n·block_k/(32·num_warps) float32 sums per token: on the K > N
+  side block_k halves beyond M = 2 to keep them in registers; the N ≥ K tile keeps 32
+  per token (256 at M = 8, where AUTO runs the tensor-core kernel instead).
   """
   if k > n:
     block_n, block_k, target, warps = 16, (256 if m <= 2 else 128), 4, 2

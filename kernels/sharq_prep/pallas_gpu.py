@@ -7,7 +7,8 @@ Two passes over X, the fewest the global amax allows:
      but measured slower on the H200, so off by default);
   2. this kernel, one program per (block_m, block_k) tile: RMSNorm → X' = X / s →
      4:8-pairs mask → backbone NVFP4 (blocks of 32, scale 1) → R = X' − Ŝ → residual
-     NVFP4 (blocks of 16) → float16 paths, written once.
+     NVFP4 (blocks of 16) → float16 paths, written once, in the column order the GEMM
+     that reads them wants (PathLayout: MMA, or GEMV's nibble-plane order).
 Bytes: read X twice (2·2 B/elem for bf16), write 2 B/elem per path.
 """
 

@@ -4,6 +4,7 @@
 import gzip
 import json
 import os
+import subprocess
 import sys
 
 import jax
@@ -41,18 +42,19 @@ def test_a_real_trace_is_written_and_read(tmp_path):
   path = kernel_trace.trace_programs(f, (jnp.ones((64, 64)),), str(tmp_path), repeats=2)
   assert path.endswith("perfetto_trace.json.gz")
   # On the CPU no process is a GPU; with the host marker the trace has timed events.
-  assert kernel_trace.kernel_summary(path) == {}
+  if jax.default_backend() == "cpu":
+    assert kernel_trace.kernel_summary(path) == {}
   host = kernel_trace.kernel_summary(path, device_marker="")
   assert any(s["busy_us"] > 0 for s in host.values())
 
 
 def test_profile_decode_smoke_writes_traces(tmp_path):
-  import subprocess  # pylint: disable=import-outside-toplevel
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run(
       [sys.executable, os.path.join(root, "benchmarks", "profile_decode.py"), "--m", "1",
        "--smoke", "--trace", str(tmp_path)], capture_output=True, text=True, check=True,
       timeout=600).stdout
   assert out.count("[wall]") == 2 and out.count("[trace]") == 2
-  assert "no device process" in out  # the CPU has none
+  if jax.default_backend() == "cpu":
+    assert "no device process" in out  # the CPU has none
   assert len(list(tmp_path.glob("**/perfetto_trace.json.gz"))) == 2

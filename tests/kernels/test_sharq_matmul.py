@@ -11,10 +11,11 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             PackedGemmConfig, default_gemv_config,
                                             default_packed_config, resolve_impl, expand_weight,
                                             expand_weight_pallas, pack_weight,
-                                            pack_weight_from_float, sharq_gemm,
+                                            pack_weight_from_float, prep_layout, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, Prepared, sharq_prep
+from tests.kernels.xla_ops import ops_outside_kernels
 
 
 def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
@@ -99,6 +100,7 @@ def test_gemv_matches_reference(weight, cfg, m):
     # Paths the prep wrote in the GEMV's layout are what the kernel reads: same Y.
     planes = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     yp = sharq_gemm(planes, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
+    assert _rel(yp, sharq_gemm_reference(planes, pw, bias=bias)) < 1e-6
     np.testing.assert_array_equal(np.asarray(yp), np.asarray(y))
   # Each token's row is its own: the last token alone (same paths, same scale) gives
   # the last row bit for bit.
@@ -120,6 +122,24 @@ def test_gemv_end_to_end_through_auto(weight):
   yb = sharq_matmul(x, pw, bias=bias, interpret=True)  # x's dtype: bf16 out
   assert yb.dtype == jnp.bfloat16
   assert _rel(yb, y) < 4e-3  # one bf16 rounding
+
+
+def test_the_prep_writes_the_layout_the_gemm_reads(weight):
+  """sharq_matmul prepares in the GEMV's layout where the GEMV runs (no XLA transpose
+  between the kernels) and in the MMA layout elsewhere."""
+  _, _, pw = weight
+  assert prep_layout("auto", 1) is PathLayout.GEMV
+  assert prep_layout("auto", 3) is PathLayout.MMA
+  assert prep_layout("auto", 1, PackedGemmConfig(block_m=16, block_n=32)) is PathLayout.MMA
+  def ops(m, impl):
+    x = _heavy((m, 256), seed=3, dtype=jnp.bfloat16)
+    return ops_outside_kernels(lambda v: sharq_matmul(v, pw, impl=impl, interpret=True), x)
+  assert "pallas_call" in ops(1, "auto") and "transpose" not in ops(1, "auto")
+  assert "transpose" not in ops(3, "packed")
+  # Paths in the other layout than the kernel's are converted by XLA first.
+  prep = sharq_prep(_heavy((1, 256), seed=3, dtype=jnp.bfloat16), interpret=True)
+  assert "transpose" in ops_outside_kernels(
+      lambda p: sharq_gemm(p, pw, impl="gemv", interpret=True), prep)
 
 
 def test_config_type_picks_or_guards_the_kernel(weight):

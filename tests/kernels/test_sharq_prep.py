@@ -1,7 +1,6 @@
 """Fused SharQ preparation kernel (interpret mode) against the NumPy contract and core."""
 
 import jax
-import jax.extend  # noqa: F401  (jax.extend.core.jaxprs_in_params)
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig,
                                           sharq_prep, sharq_prep_reference, to_mma_layout)
 from sharq_jax.kernels.sharq_prep import specs
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy
+from tests.kernels.xla_ops import ops_outside_kernels
 from tests.reference import numpy_ref
 
 
@@ -39,16 +39,8 @@ CASES = [  # (m, k, dtype, rmsnorm, mode, config)
 def test_in_kernel_amax_is_used_only_where_it_applies():
   x = _heavy(8, 128, jnp.bfloat16, seed=3)
   cfg = PrepConfig(8, 64, 2, in_kernel_amax=True)
-  def outside_kernels(jaxpr):  # primitives outside pallas_call, through nested jits
-    for eqn in jaxpr.eqns:
-      yield eqn.primitive.name
-      if eqn.primitive.name != "pallas_call":
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-          yield from outside_kernels(sub)
-
   def xla_ops(c):
-    return set(outside_kernels(jax.make_jaxpr(
-        lambda v: sharq_prep(v, config=c, interpret=True))(x).jaxpr))
+    return ops_outside_kernels(lambda v: sharq_prep(v, config=c, interpret=True), x)
 
   assert "pallas_call" in xla_ops(cfg) and "reduce_max" not in xla_ops(cfg)
   assert "reduce_max" in xla_ops(PrepConfig(8, 64, 2))  # the XLA stats pass
