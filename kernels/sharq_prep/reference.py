@@ -47,8 +47,8 @@ class PathLayout(enum.Enum):
   MMA = "mma"
   # (M, K), per 32-block the 16 even-K columns then the 16 odd-K ones: the order of the
   # low and high nibbles of the packed weight's 16 bytes per block, read by the GEMV.
-  # (A float32 variant, saving the GEMV one conversion per weight and path, measured
-  # slower on the N ≥ K shapes on the H200: kernels/NOTES.md, v4.)
+  # (A float32 variant, saving the GEMV one conversion per weight and path, was slower
+  # on the N ≥ K shapes in the one cross-run comparison made: kernels/NOTES.md, v4.)
   GEMV = "gemv"
 
 
