@@ -39,7 +39,8 @@ import jax.numpy as jnp  # noqa: E402
 
 from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
                                             default_gemv_config, pack_weight_from_float,
-                                            prep_layout, resolve_impl, sharq_gemm, sharq_gemm_reference,
+                                            prep_layout, resolve_impl, sharq_gemm,
+                                            sharq_gemm_reference,
                                             sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, default_config,  # noqa: E402
@@ -200,8 +201,9 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
             sharq_matmul, mode=mode, impl=impl, gemm_config=cfg, interpret=interpret), s4))
       prs = [sharq_prep(x, interpret=interpret) for x in xs]
       # The GEMM alone, on paths already in the layout it reads (no conversion timed).
-      prs_own = [sharq_prep(x, layout=prep_layout(impl, m, cfg), interpret=interpret)
-                 for x in xs]
+      own = prep_layout(impl, m, cfg)
+      prs_own = prs if own is PathLayout.MMA else [
+          sharq_prep(x, layout=own, interpret=interpret) for x in xs]
       runs.append(("gemm", functools.partial(sharq_gemm, impl=impl, config=cfg,
                                              out_dtype=jnp.bfloat16, interpret=interpret),
                    [(prs_own[j], s4[j][1]) for j in range(CALLS)]))
@@ -214,7 +216,7 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
       # The kernel alone (scale given): the rest of "prep" is the XLA amax pass.
       runs.append(("prep_given_scale", lambda x, s: sharq_prep(
           x, scale=s, interpret=interpret).paths,
-          [(x, sharq_prep(x, interpret=interpret).scale) for x in xs]))
+          [(x, pr.scale) for x, pr in zip(xs, prs)]))
       pcfg = default_config(m, k)
       if m <= pcfg.block_m:  # the same prep with the amax inside the kernel
         runs.append(("prep_kernel_amax", lambda x, c=dataclasses.replace(

@@ -116,8 +116,8 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   else:
     outs = (s_hat + r_hat,)
   for ref, val in zip(out_refs, outs):
-    if layout is PathLayout.GEMV:  # a permutation inside each 32-block
-      val = val.reshape(bm, bk // 32, 16, 2).transpose(0, 1, 3, 2).reshape(bm, bk)
+    if layout is PathLayout.GEMV:  # a permutation inside each 32-block (bk % 32 == 0)
+      val = reference.to_gemv_layout(val)
     _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
 
 
