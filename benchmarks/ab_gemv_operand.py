@@ -26,7 +26,6 @@ import jax.numpy as jnp  # noqa: E402
 from sharq_jax.kernels.sharq_matmul import (GemvConfig, default_gemv_config, gemv,  # noqa: E402
                                             pack_weight_from_float)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
-from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR  # noqa: E402
 from sharq_jax.kernels.sharq_prep import PathLayout, sharq_prep  # noqa: E402
 
 CALLS, ROTATE_BYTES = 24, 240e6
@@ -57,13 +56,13 @@ def main():
       tiles = [default_gemv_config(m, n, k), OLD_DEFAULT.get((k, n), GemvConfig(16, 64))]
       tiles = list(dict.fromkeys(tiles))  # once each where the two defaults agree
       for cfg in tiles:
-        fn = lambda paths, f, w, cfg=cfg: gemv(paths, w, f, out_dtype=jnp.bfloat16,
+        fn = lambda paths, s, w, cfg=cfg: gemv(paths, w, s, out_dtype=jnp.bfloat16,
                                                config=cfg, planes=True, interpret=interpret)
         ts = {jnp.float16: [], jnp.float32: []}
         for _ in range(args.rounds):  # A, B, A, B, ...
           for dtype in ts:
             sets = [(tuple(p.astype(dtype) for p in prs[j].paths),
-                     prs[j].scale * ws[j % copies].scale * WEIGHT_FACTOR, ws[j % copies])
+                     prs[j].scale, ws[j % copies])
                     for j in range(CALLS)]
             ts[dtype].append(harness.time_calls(fn, sets) * 1e6)
         for dtype, t in ts.items():

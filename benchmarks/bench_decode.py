@@ -2,20 +2,26 @@
 
 Usage (on the device; BENCHMARKS.md gives the exact command of each table):
   PYTHONUNBUFFERED=1 python3 benchmarks/bench_decode.py --out $OUT [--budget_s 420]
-      [--sections check,sweep,linear] [--ms 1,4,8,16] [--smoke]
+      [--sections check,sweep,linear] [--ms 1,4,8,16] [--timer wall|device] [--smoke]
 
 Sections:
-  check   the GEMV and the tensor-core (packed) kernels against the float32 XLA
-          reference at the Llama-3.1-8B shapes, fresh heavy-tailed data, both modes;
-  sweep   GEMV tiles (coordinate descent from the default) at M = 1 and 8 on the two
-          big shapes, on paths prepared in the GEMV's layout; the best tile per
-          (shape, M) is used below wherever AUTO runs the GEMV;
+  check   the prep bit for bit against the NumPy contract, and the GEMV and the
+          tensor-core (packed) kernels against the float32 XLA reference, at the
+          Llama-3.1-8B shapes, fresh heavy-tailed data, both modes;
+  sweep   GEMV tiles at the --sweep_ms on the two big shapes, on paths prepared in the
+          GEMV's layout (wall timer: coordinate descent from the default; device timer:
+          the gemv_candidates list); the best tile per (shape, M) is used below
+          wherever AUTO runs the GEMV;
   linear  per shape and M: XLA bf16 jnp.dot, fp8 dot, jax.nn.scaled_dot_general NVFP4,
           the whole SharQ linear (prep + GEMM, exact and fast), the GEMM alone and the
           prep alone. Every timing: R = 24 calls in one jit program with distinct
-          activations and weight copies cycled beyond the 60 MB L2; the table shows the
-          net time per call (harness.time_calls_net: the program's fixed launch cost
-          removed) and the log also the raw time.
+          activations and weight copies cycled beyond the 60 MB L2.
+Timers: `wall` (net time per call: harness.time_calls_net, the program's fixed launch
+cost removed; the log also has the raw time) or `device` (the kernels' summed device
+time per call from a profiler trace, harness.device_time_calls; the log also has the
+in-program span with the gaps between kernels, and each kernel's time). At M <= 16 the
+host's cost of dispatching a program is as large as the kernels, which makes wall
+times scatter (BENCHMARKS.md, session 4); the device timer does not see it.
 Writes $OUT/log.txt, $OUT/results.jsonl and $OUT/decode.md.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import functools
 import math
 import os
@@ -37,7 +44,7 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (GemmImpl,  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (GemmImpl, GemvConfig,  # noqa: E402
                                             default_gemv_config, pack_weight_from_float,
                                             prep_layout, resolve_impl, sharq_gemm,
                                             sharq_gemm_reference,
@@ -46,6 +53,34 @@ from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, default_config,  # noqa: E402
                                           sharq_prep)
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy  # noqa: E402
+
+class Timer(enum.Enum):
+  """What a timing measures."""
+
+  WALL = "wall"  # host clock over an R-call program, minus a null program's (net)
+  DEVICE = "device"  # kernel durations from a profiler trace (busy; span logged)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Seconds per call: `main` goes in the table, `aside` in the log beside it."""
+
+  main: float
+  aside: float
+  kernels: dict  # kernel name -> µs per call (device timer only)
+  names: tuple = ("net", "raw")  # what main and aside are
+
+
+def measure(timer: Timer, fn, sets) -> Timing:
+  """Times fn over the argument sets with the chosen timer."""
+  if timer is Timer.DEVICE:
+    d = harness.device_time_calls(fn, sets)
+    if d["kernels"]:
+      return Timing(d["busy_s"], d["span_s"], d["kernels"], ("busy", "span"))
+    # No device process in the trace (the CPU smoke test): the wall timer instead.
+  raw, net = harness.time_calls_net(fn, sets)
+  return Timing(net, raw, {})
+
 
 SHAPES = list(mm_specs.LLAMA31_8B_SHAPES)
 BIG = [(4096, 14336), (14336, 4096)]
@@ -72,7 +107,7 @@ class Weights:
 
 
 def sec_check(rec, key, interpret: bool):
-  """Prep (bit for bit against the NumPy contract; the amax in the kernel at M <= 8),
+  """Prep (bit for bit against the NumPy contract; the amax in the kernel and by XLA),
   then GEMV (M <= 8) and packed (M = 16) against the float32 reference."""
   ok = True
   for k in sorted({kk for kk, _ in SHAPES}):
@@ -82,8 +117,9 @@ def sec_check(rec, key, interpret: bool):
         x = x.at[1, 5].set(jnp.nan).at[2, k - 3].set(jnp.inf)
       cfg0 = default_config(m, k)
       variants = [(cfg0, PathLayout.MMA), (cfg0, PathLayout.GEMV)]
-      if m <= cfg0.block_m:
-        variants.append((dataclasses.replace(cfg0, in_kernel_amax=True), PathLayout.MMA))
+      if m <= cfg0.block_m:  # the amax in the kernel and by XLA, whichever is not default
+        variants.append((dataclasses.replace(cfg0, in_kernel_amax=not cfg0.in_kernel_amax),
+                         PathLayout.MMA))
       for mode, (cfg, layout) in [(mode, v) for mode in PathMode for v in variants]:
         pr = sharq_prep(x, mode=mode, config=cfg, layout=layout, interpret=interpret)
         want, s = sharq_prep_numpy(x, mode=mode)
@@ -119,8 +155,20 @@ GEMV_AXES = (("block_n", (8, 16, 32, 64)), ("block_k", (64, 128, 256, 512)),
              ("num_stages", (2, 3, 4, 5)))
 
 
-def sec_sweep(rec, key, weights, ms, interpret: bool):
-  """Coordinate descent over GEMV tiles; returns {(k, n, m): best config}."""
+def gemv_candidates(m: int, n: int, k: int) -> list:
+  """The tiles the device-timer sweep tries: the default, with and without the weight
+  prefetch, and unsplit (one launch, factor in the kernel) tiles of 8-32 rows."""
+  base = default_gemv_config(m, n, k)
+  cands = [base, dataclasses.replace(base, prefetch=not base.prefetch)]
+  for bn, bk, warps in ((32, 128, 4), (32, 256, 4), (16, 256, 2), (16, 512, 4), (8, 512, 2)):
+    cands += [GemvConfig(bn, bk, 1, warps, prefetch=p) for p in (False, True)]
+  cands += [GemvConfig(16, 256, 2, 2), GemvConfig(32, 128, 2, 4)]
+  return list(dict.fromkeys(cands))
+
+
+def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL):
+  """GEMV tiles: coordinate descent (wall timer) or the gemv_candidates list (device
+  timer); returns {(k, n, m): best config}."""
   best = {}
   for (k, n) in BIG:
     w = weights[(k, n)]
@@ -136,21 +184,29 @@ def sec_sweep(rec, key, weights, ms, interpret: bool):
         if c not in seen:
           try:
             c.check(m, n, k)
-            seen[c] = harness.time_calls_net(functools.partial(
+            seen[c] = measure(timer, functools.partial(
                 sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
-                interpret=interpret), sets)[1]
+                interpret=interpret), sets).main
           except Exception as ex:  # pylint: disable=broad-except
             rec.log(f"[sweep] k={k} n={n} m={m} {c}: {type(ex).__name__} {str(ex)[:200]}")
             seen[c] = math.inf
           if seen[c] < math.inf:
             rec.log(f"[sweep] k={k} n={n} m={m} bn={c.block_n} bk={c.block_k} "
                     f"split={c.split_k} warps={c.num_warps} stages={c.num_stages}: "
-                    f"{seen[c]*1e6:.1f} us net, {w.packed[0].nbytes()/seen[c]/1e12:.2f} TB/s")
-            rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), net_us=seen[c] * 1e6)
+                    f"prefetch={c.prefetch}: {seen[c]*1e6:.1f} us ({timer.value}), "
+                    f"{w.packed[0].nbytes()/seen[c]/1e12:.2f} TB/s")
+            rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), us=seen[c] * 1e6,
+                       timer=timer.value)
         return seen[c]
 
-      for axis, values in GEMV_AXES:  # each axis varied around the best so far
-        if rec.left() < 60:
+      if timer is Timer.DEVICE:
+        for c in gemv_candidates(m, n, k):
+          if rec.left() < 60:
+            break
+          timed(c)
+        cfg = min(seen, key=seen.get)
+      for axis, values in GEMV_AXES if timer is Timer.WALL else ():
+        if rec.left() < 60:  # each axis varied around the best so far
           break
         cfg = min([cfg] + [dataclasses.replace(cfg, **{axis: v}) for v in values], key=timed)
       best[(k, n, m)] = cfg
@@ -170,7 +226,7 @@ def gemv_config_for(best, m, n, k):
   return default_gemv_config(m, n, k)
 
 
-def sec_linear(rec, key, weights, ms, best, interpret: bool):
+def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Timer.WALL):
   """Times the baselines, the whole SharQ linear, its GEMM and its prep per shape and M."""
   rows = []
   sdg = jax.nn.get_scaled_dot_general_config("nvfp4") if not interpret else None
@@ -218,19 +274,25 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
           x, scale=s, interpret=interpret).paths,
           [(x, pr.scale) for x, pr in zip(xs, prs)]))
       pcfg = default_config(m, k)
-      if m <= pcfg.block_m:  # the same prep with the amax inside the kernel
-        runs.append(("prep_kernel_amax", lambda x, c=dataclasses.replace(
-            pcfg, in_kernel_amax=True): sharq_prep(x, config=c, interpret=interpret).paths,
+      if pcfg.in_kernel_amax:  # the same tile with the amax as a separate XLA pass
+        runs.append(("prep_xla_amax", lambda x, c=dataclasses.replace(
+            pcfg, in_kernel_amax=False): sharq_prep(x, config=c, interpret=interpret).paths,
             [(x,) for x in xs]))
       for name, fn, sets in runs:
         try:
-          raw, net = harness.time_calls_net(fn, sets)
+          t = measure(timer, fn, sets)
         except Exception as ex:  # pylint: disable=broad-except
           rec.log(f"[linear] k={k} n={n} m={m} {name}: {type(ex).__name__} {str(ex)[:300]}")
           continue
-        row[name + "_us"], row[name + "_raw_us"] = net * 1e6, raw * 1e6
-        rec.log(f"[linear] k={k} n={n} m={m} {name:12s} net {net*1e6:8.1f} us "
-                f"(raw {raw*1e6:8.1f})")
+        main, aside = t.names
+        row[name + "_us"], row[f"{name}_{aside}_us"] = t.main * 1e6, t.aside * 1e6
+        row["timer"] = main
+        kern = "; ".join(f"{kn} {v:.1f}" for kn, v in sorted(t.kernels.items(),
+                                                              key=lambda kv: -kv[1]))
+        rec.log(f"[linear] k={k} n={n} m={m} {name:12s} {main} {t.main*1e6:8.1f} us "
+                f"({aside} {t.aside*1e6:8.1f})" + (f" [{kern}]" if kern else ""))
+        if t.kernels:
+          row[name + "_kernels_us"] = t.kernels
       for name in ("sharq_exact", "sharq_fast", "gemm", "gemm_packed"):
         if row.get(name + "_us") and row.get("bf16_us"):
           row[name + "_vs_bf16"] = row["bf16_us"] / row[name + "_us"]
@@ -242,9 +304,9 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool):
 
 
 def table(rows) -> str:
-  """Markdown table of the linear section (net µs per call)."""
+  """Markdown table of the linear section (µs per call: net wall or device busy)."""
   head = ("| K×N | M | bf16 | fp8 | nvfp4 sdg | SharQ exact | SharQ fast | GEMM | GEMM "
-          "(tensor-core) | prep | prep kernel alone | prep, amax in kernel | exact vs bf16 | "
+          "(tensor-core) | prep | prep kernel alone | prep, amax by XLA | exact vs bf16 | "
           "GEMM weight TB/s |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   f = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
@@ -256,7 +318,7 @@ def table(rows) -> str:
         f"{f(r.get('sharq_fast_us'))} | {f(r.get('gemm_us'))} ({r['impl']}) | "
         f"{f(r.get('gemm_packed_us'))} | {f(r.get('prep_us'))} | "
         f"{f(r.get('prep_given_scale_us'))} | "
-        f"{f(r.get('prep_kernel_amax_us'))} | "
+        f"{f(r.get('prep_xla_amax_us'))} | "
         f"{f(r.get('sharq_exact_vs_bf16'), 2)}× | {f(r.get('gemm_tbs'), 2)} |")
   return head + "\n".join(lines) + "\n"
 
@@ -270,6 +332,9 @@ def main():
   ap.add_argument("--ms", default="1,4,8,16")
   ap.add_argument("--sweep_ms", default="1,8")
   ap.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the clock)")
+  ap.add_argument("--timer", default="wall", choices=[t.value for t in Timer],
+                  help="wall: host clock, net of a null program; device: kernel time "
+                  "from a profiler trace (busy; the in-program span in the log)")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: tiny shapes, kernels in interpret mode")
   args = ap.parse_args()
@@ -287,6 +352,7 @@ def main():
   rec.log(f"[env] seed {seed} commit {os.environ.get('GIT_COMMIT', '?')}")
   key = jax.random.PRNGKey(seed)
   secs = args.sections.split(",")
+  timer = Timer(args.timer)
   ms = [int(v) for v in args.ms.split(",")]
   if "check" in secs:
     sec_check(rec, jax.random.fold_in(key, 1), args.smoke)
@@ -297,9 +363,9 @@ def main():
   best = {}
   if "sweep" in secs:
     best = sec_sweep(rec, jax.random.fold_in(key, 2), weights,
-                     [int(v) for v in args.sweep_ms.split(",")], args.smoke)
+                     [int(v) for v in args.sweep_ms.split(",")], args.smoke, timer)
   if "linear" in secs:
-    rows = sec_linear(rec, jax.random.fold_in(key, 3), weights, ms, best, args.smoke)
+    rows = sec_linear(rec, jax.random.fold_in(key, 3), weights, ms, best, args.smoke, timer)
     md = table(rows)
     with open(os.path.join(args.out, "decode.md"), "w") as f:
       f.write(md)

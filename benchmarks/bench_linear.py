@@ -618,6 +618,21 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
             f"({bsz/t16:.0f} tok/s); sharq exact {row['sharq_exact_us']:.0f} us "
             f"({row['sharq_exact_speedup']:.2f}x); fast {row['sharq_fast_us']:.0f} us "
             f"({row['sharq_fast_speedup']:.2f}x)")
+      # Device time from a profiler trace: the kernels (busy) and the step's span on
+      # the device (kernels plus the gaps between them), without the host's dispatch.
+      steps = {"bf16": step16} | {f"sharq_{m.value}": functools.partial(step4, mode=m)
+                                  for m in PathMode}
+      dev = {name: harness.device_time_calls(fn, [(h,) for h in hs])
+             for name, fn in steps.items()}
+      for name, d in dev.items():
+        row[f"{name}_busy_us"], row[f"{name}_span_us"] = d["busy_s"] * 1e6, d["span_s"] * 1e6
+      if dev["bf16"]["kernels"]:
+        b.log(f"[decoder] batch={bsz} device: " + "; ".join(
+            f"{name} busy {d['busy_s']*1e6:.0f} us, span {d['span_s']*1e6:.0f} us"
+            + ("" if name == "bf16" else
+               f" ({dev['bf16']['busy_s']/d['busy_s']:.2f}x busy, "
+               f"{dev['bf16']['span_s']/d['span_s']:.2f}x span)")
+            for name, d in dev.items()))
     except Exception as ex:  # pylint: disable=broad-except
       b.log(f"[decoder] batch={bsz}: ERROR {type(ex).__name__}: {str(ex)[:500]}")
       b.log(traceback.format_exc()[-1500:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import tempfile
 import time
 
 import jax
@@ -137,3 +138,29 @@ def time_calls_net(fn, arg_sets, iters: int = 7, *, chain: bool = False):
   """
   raw = time_calls(fn, arg_sets, iters, chain=chain)
   return raw, raw - dispatch_seconds(arg_sets, max(iters, NULL_ITERS)) / len(arg_sets)
+
+
+def device_time_calls(fn, arg_sets, trace_dir: str | None = None, repeats: int = 2) -> dict:
+  """Device time per call of fn over R = len(arg_sets) calls in one jit program, read
+  from a jax.profiler trace (benchmarks/kernel_trace.py), after the same warm-up as
+  time_calls.
+
+  Returns {"busy_s": the kernels' summed durations per call, "span_s": per call from
+  the first kernel to the last of each program run (gaps between kernels included),
+  "kernels": {name: µs per call}}. Both exclude the host's cost of dispatching a
+  program, which the wall-clock timers include and which at M <= 16 can exceed the
+  kernels themselves. Empty kernels (and zeros) where no device process is traced.
+  The trace is written to trace_dir, or to a temporary directory removed afterwards.
+  """
+  from benchmarks import kernel_trace  # pylint: disable=g-import-not-at-top
+  run = jax.jit(lambda sets: [fn(*a) for a in sets])
+  _median_program_seconds(run, arg_sets, 1)  # compile and warm up
+  with tempfile.TemporaryDirectory() as tmp:
+    path = kernel_trace.trace_programs(run, (arg_sets,), trace_dir or tmp, repeats)
+    summary = kernel_trace.kernel_summary(path)
+  calls = len(arg_sets) * repeats
+  if not summary:
+    return {"busy_s": 0.0, "span_s": 0.0, "kernels": {}}
+  s = next(iter(summary.values()))
+  return {"busy_s": s["busy_us"] / calls * 1e-6, "span_s": s["program_span_us"] / calls * 1e-6,
+          "kernels": {k: total / calls for k, (_, total) in s["kernels"].items()}}

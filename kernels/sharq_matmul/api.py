@@ -99,14 +99,14 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
   impl = _impl_for(GemmImpl(impl), config, m)
-  s_sw = prepared.scale * w.scale
   out_dtype = jnp.dtype(out_dtype)
   if impl is GemmImpl.GEMV:
     cfg = config if config is not None else default_gemv_config(m, w.n, k)
-    return gemv_gpu.gemv(prepared.paths, w, s_sw * pallas_gpu.WEIGHT_FACTOR, bias=bias,
+    return gemv_gpu.gemv(prepared.paths, w, prepared.scale, bias=bias,
                          out_dtype=out_dtype, config=cfg,
                          planes=prepared.layout is PathLayout.GEMV,
                          interpret=interpret)
+  s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:
     cfg = config if config is not None else default_packed_config(m, w.n, k)

@@ -102,6 +102,8 @@ class GemvConfig:
   split_k: int = 1
   num_warps: int = 4
   num_stages: int = 3
+  # Load step i+1's weight bytes before step i's arithmetic (two steps in flight).
+  prefetch: bool = False
 
   def __post_init__(self):
     _pow2("block_n", self.block_n)
@@ -110,6 +112,11 @@ class GemvConfig:
       raise ValueError(f"block_k must be >= 32, got {self.block_k}")
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+
+  def tag(self) -> str:
+    """Short name of the tile (the kernel's name in profiles carries it)."""
+    return (f"n{self.block_n}k{self.block_k}s{self.split_k}w{self.num_warps}"
+            f"{'p' if self.prefetch else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

@@ -30,7 +30,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import GemvConfig
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
-from sharq_jax.kernels.sharq_matmul.pallas_gpu import finish_split_k
+from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 from sharq_jax.kernels.sharq_prep.reference import to_gemv_layout
 
 # A 32-block's 16 bytes as two halves of 8: 8 bytes = one 64-bit load per thread for the
@@ -58,10 +58,20 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
   bn, nb = cfg.block_n, cfg.block_k // 32
   it0 = pl.program_id(1) * n_iter
 
-  def body(it, accs):
+  def load_weights(it):
     kb0 = (it0 + it) * nb
-    scale = common.decode_e4m3_scale_f16(sc_ref[:, pl.ds(kb0, nb), :, :])
-    lo, hi = common.decode_nibbles_f16(w_ref[:, pl.ds(kb0, nb), :, :], gpu=gpu)
+    codes = w_ref[:, pl.ds(kb0, nb), :, :]
+    if gpu:  # each thread reads the scale of its own bytes: no shared-memory broadcast
+      scale_bits = sc_ref[:, pl.ds(kb0, nb), pl.ds(0, _HALVES, stride=0),
+                          pl.ds(0, _HALF, stride=0)]
+    else:
+      scale_bits = jnp.broadcast_to(sc_ref[:, pl.ds(kb0, nb), :, :], codes.shape)
+    return codes, scale_bits
+
+  def multiply(it, codes, scale_bits, accs):
+    kb0 = (it0 + it) * nb
+    scale = common.decode_e4m3_scale_f16(scale_bits)
+    lo, hi = common.decode_nibbles_f16(codes, gpu=gpu)
     lo = (lo * scale).astype(jnp.float32)  # Ŵ'·2^-7, exact in float16 and float32
     hi = (hi * scale).astype(jnp.float32)
     out = []
@@ -74,32 +84,50 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
       out.append(acc)
     return tuple(out)
 
-  zeros = jnp.zeros((bn, nb, _HALVES, _HALF), jnp.float32)
-  accs = jax.lax.fori_loop(0, n_iter, body, (zeros,) * m)
+  zeros = (jnp.zeros((bn, nb, _HALVES, _HALF), jnp.float32),) * m
+  if cfg.prefetch:
+    # The next step's weight bytes are loaded before this step's arithmetic (carried in
+    # registers), so each program keeps two steps of HBM reads in flight: Triton does
+    # not software-pipeline loads that feed no dot.
+    def body(it, carry):
+      codes, scale_bits, accs = carry
+      nxt = load_weights(jnp.minimum(it + 1, n_iter - 1))
+      return (*nxt, multiply(it, codes, scale_bits, accs))
+
+    *_, accs = jax.lax.fori_loop(0, n_iter, body, (*load_weights(0), zeros))
+  else:
+    accs = jax.lax.fori_loop(0, n_iter, lambda it, a: multiply(it, *load_weights(it), a),
+                             zeros)
+  if fused:  # factor = s·s_w·2^7 in the kernel: no XLA op between prep and GEMV
+    factor = rest[0][...] * rest[1][...] * WEIGHT_FACTOR
   # One (1, bn) row per token: Triton tensors must have power-of-two sizes, M need not.
   for t, acc in enumerate(accs):
     y = jnp.sum(jnp.sum(jnp.sum(acc, axis=3), axis=2), axis=1)[None, :]
     if fused:
-      y = y * rest[0][...]
+      y = y * factor
       if has_bias:
-        y = y + rest[1][...]
+        y = y + rest[2][...]
     o_ref[pl.ds(t, 1), :] = y.astype(o_ref.dtype)
 
 
-def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.float32,
-         config: GemvConfig, planes: bool = False, interpret: bool = False) -> jax.Array:
-  """Σ_p paths[p] · (Ŵ'·2^-7)ᵀ · factor (+ bias) for M <= GEMV_MAX_M tokens.
+def gemv(paths, w: PackedWeight, act_scale: jax.Array, *, bias=None,
+         out_dtype=jnp.float32, config: GemvConfig, planes: bool = False,
+         interpret: bool = False) -> jax.Array:
+  """s·s_w·2^7 · Σ_p paths[p] · (Ŵ'·2^-7)ᵀ (+ bias) for M <= GEMV_MAX_M tokens.
 
   Args:
     paths: (M, K) activation paths (1 or 2) in PathLayout.MMA, or with planes=True in
       PathLayout.GEMV (sharq_prep(..., layout=PathLayout.GEMV)).
     w: the packed weight.
-    factor: float32 scalar multiplying the sums (s·s_w·2^7 for Y).
+    act_scale: the activations' tensor scale s (float32 scalar, Prepared.scale).
     bias: optional (N,) float32.
     out_dtype: output dtype.
     config: tile config (checked against the shape).
     planes: whether the paths are in PathLayout.GEMV (else XLA permutes them).
     interpret: Pallas interpret mode (CPU tests).
+
+  With split_k = 1 the factor s·s_w·2^7 and the bias are applied in the kernel (one
+  launch); with split_k > 1 the float32 partials are summed, scaled and cast by XLA.
   """
   if not planes:
     paths = [to_gemv_layout(p) for p in paths]
@@ -110,6 +138,7 @@ def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.
   bn = cfg.block_n
   n_iter = k // (cfg.split_k * cfg.block_k)
   fused = cfg.split_k == 1
+  act_scale = jnp.asarray(act_scale, jnp.float32)
   in_specs = [pl.BlockSpec((m, kb, 2, _HALVES, _HALF), lambda j, s: (0, 0, 0, 0, 0))
               ] * len(paths)
   in_specs += [pl.BlockSpec((bn, kb, _HALVES, _HALF), lambda j, s: (j, 0, 0, 0)),
@@ -117,8 +146,8 @@ def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.
   args = [p.reshape(m, kb, 2, _HALVES, _HALF) for p in paths]
   args += [w.codes.reshape(n, kb, _HALVES, _HALF), w.scales.reshape(n, kb, 1, 1)]
   if fused:
-    args.append(jnp.asarray(factor, jnp.float32).reshape(1, 1))
-    in_specs.append(pl.BlockSpec((1, 1), lambda j, s: (0, 0)))
+    args += [act_scale.reshape(1, 1), w.scale.reshape(1, 1)]
+    in_specs += [pl.BlockSpec((1, 1), lambda j, s: (0, 0))] * 2
     if bias is not None:
       args.append(jnp.asarray(bias, jnp.float32).reshape(1, n))
       in_specs.append(pl.BlockSpec((1, bn), lambda j, s: (0, j)))
@@ -135,7 +164,7 @@ def gemv(paths, w: PackedWeight, factor: jax.Array, *, bias=None, out_dtype=jnp.
       out_shape=out_shape, interpret=interpret,
       compiler_params=None if interpret else _compat.compiler_params(
           cfg.num_warps, cfg.num_stages),
-      name="sharq_gemv")(*args)
+      name=f"sharq_gemv_{cfg.tag()}")(*args)
   if fused:
     return out
-  return finish_split_k(out, factor, bias, out_dtype)
+  return finish_split_k(out, act_scale * w.scale * WEIGHT_FACTOR, bias, out_dtype)

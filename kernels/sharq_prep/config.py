@@ -19,11 +19,8 @@ class PrepConfig:
   num_stages: int = 1
   # One launch instead of three when all rows fit one row block (decode): every program
   # reads the whole X (from L2) for the tensor amax and derives s itself. Applies only
-  # without gamma, without a given scale= and with M <= block_m; ignored otherwise. Off
-  # by default: measured slower on the H200 (M = 1: 28 vs 22 µs at K = 4096, 50 vs 35 µs
-  # at K = 14336), as each program's serial amax loop costs more than the two launches;
-  # GPU-checked at M = 1, 3, 8 (BENCHMARKS.md notes two undiagnosed crashes of runs with
-  # it on by default).
+  # without gamma, without a given scale= and with M <= block_m; ignored otherwise.
+  # default_config turns it on for M <= DECODE_MAX_M (see there).
   in_kernel_amax: bool = False
 
   def __post_init__(self):
@@ -35,12 +32,20 @@ class PrepConfig:
       raise ValueError(f"PrepConfig.block_k must be a multiple of 32, got {self.block_k}")
 
 
+# Up to this many rows the default tile holds all of them (block_m = M rounded up to a
+# power of two) and derives the tensor amax itself: one launch (decode).
+DECODE_MAX_M = 8
+
+
 def default_config(m: int, k: int) -> PrepConfig:
-  """Tiles from the H200 sweep (kernels/NOTES.md): 128-wide K tiles, 16 rows (8 for
-  m <= 8); the largest power-of-two block_k <= 128 that divides k."""
+  """Tiles from the H200 sweeps (kernels/NOTES.md): 128-wide K tiles (the largest power
+  of two <= 128 that divides k). Up to DECODE_MAX_M rows: one row block of M rounded up
+  to a power of two (no masked rows: at M = 1 an 8-row tile ran 3.5x the instructions)
+  and the amax inside the kernel (one launch instead of three); else 16 rows."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2
-  if m <= 8:
-    return PrepConfig(block_m=8, block_k=block_k, num_warps=2)
+  if m <= DECODE_MAX_M:
+    block_m = 1 << max(0, m - 1).bit_length()
+    return PrepConfig(block_m=block_m, block_k=block_k, num_warps=2, in_kernel_amax=True)
   return PrepConfig(block_m=16, block_k=block_k, num_warps=4)

@@ -23,6 +23,8 @@ def test_summary_of_a_hand_written_trace(tmp_path):
       {"ph": "X", "pid": 7, "tid": 2, "ts": 30.0, "dur": 20.0, "name": "sharq_gemv"},
       {"ph": "X", "pid": 7, "tid": 2, "ts": 60.0, "dur": 6.0, "name": "sharq_prep"},
       {"ph": "i", "pid": 7, "tid": 2, "ts": 70.0, "name": "marker without duration"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 400.0, "dur": 5.0, "name": "sharq_prep"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 407.0, "dur": 3.0, "name": "sharq_gemv"},
   ]
   path = tmp_path / "t.json.gz"
   with gzip.open(path, "wt") as f:
@@ -31,10 +33,13 @@ def test_summary_of_a_hand_written_trace(tmp_path):
   assert list(s) == ["/device:GPU:0"]
   assert kernel_trace.process_names(str(path)) == ["/host:CPU", "/device:GPU:0"]
   gpu = s["/device:GPU:0"]
-  assert gpu["kernels"] == {"sharq_prep": (2, 10.0), "sharq_gemv": (1, 20.0)}
-  assert gpu["busy_us"] == 30.0 and gpu["span_us"] == 56.0  # 10 .. 66
+  assert gpu["kernels"] == {"sharq_prep": (3, 15.0), "sharq_gemv": (2, 23.0)}
+  assert gpu["busy_us"] == 38.0 and gpu["span_us"] == 400.0  # 10 .. 410
+  # Two program runs (334 µs apart): 10 .. 66 and 400 .. 410.
+  assert gpu["program_span_us"] == 66.0
   text = kernel_trace.format_summary(s, calls=2)
-  assert "busy 15.0 us per call" in text and text.index("sharq_gemv") < text.index("sharq_prep")
+  assert "busy 19.0 us per call, in-program span 33.0 us" in text
+  assert text.index("sharq_gemv") < text.index("sharq_prep")
 
 
 def test_a_real_trace_is_written_and_read(tmp_path):
