@@ -152,18 +152,25 @@ def sec_check(rec, key, interpret: bool):
 
 GEMV_AXES = (("block_n", (8, 16, 32, 64)), ("block_k", (64, 128, 256, 512)),
              ("num_warps", (1, 2, 4, 8)), ("split_k", (1, 2, 4, 8, 16)),
-             ("num_stages", (2, 3, 4, 5)))
+             ("num_stages", (2, 3, 4, 5)), ("row_groups", (1, 2, 4)))
 
 
 def gemv_candidates(m: int, n: int, k: int) -> list:
-  """The tiles the device-timer sweep tries: the default, with and without the weight
-  prefetch, and unsplit (one launch, factor in the kernel) tiles of 8-32 rows."""
-  base = default_gemv_config(m, n, k)
-  cands = [base, dataclasses.replace(base, prefetch=not base.prefetch)]
-  for bn, bk, warps in ((32, 128, 4), (32, 256, 4), (16, 256, 2), (16, 512, 4), (8, 512, 2)):
-    cands += [GemvConfig(bn, bk, 1, warps, prefetch=p) for p in (False, True)]
-  cands += [GemvConfig(16, 256, 2, 2), GemvConfig(32, 128, 2, 4)]
-  return list(dict.fromkeys(cands))
+  """The tiles the device-timer sweep tries: the default and tiles with row groups
+  (fewer activation conversions per weight), split or not, some with the prefetch."""
+  del m
+  base = default_gemv_config(1, n, k)
+  cands = [base, dataclasses.replace(base, row_groups=1),
+           dataclasses.replace(base, prefetch=not base.prefetch)]
+  for bn, bk, split, warps, groups in (
+      (32, 128, 16, 4, 2), (32, 128, 16, 4, 4), (64, 128, 16, 4, 4), (64, 128, 8, 4, 4),
+      (64, 128, 16, 4, 8), (32, 128, 8, 4, 2), (16, 256, 4, 2, 2), (32, 256, 4, 4, 2),
+      (16, 256, 8, 2, 2), (32, 128, 4, 4, 2), (32, 128, 1, 4, 2), (64, 128, 1, 4, 4)):
+    cands.append(GemvConfig(bn, bk, split, warps, row_groups=groups))
+  cands += [GemvConfig(32, 128, 16, 4, prefetch=True, row_groups=2),
+            GemvConfig(32, 128, 8, 4, prefetch=True, row_groups=2)]
+  return [c for c in dict.fromkeys(cands) if n % c.block_n == 0
+          and k % (c.split_k * c.block_k) == 0]
 
 
 def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL):
@@ -179,11 +186,16 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
       sets = [(prs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
       cfg = default_gemv_config(m, n, k)
       seen = {}
+      ref = sharq_gemm_reference(prs[0], w.packed[0])
 
       def timed(c):
         if c not in seen:
           try:
             c.check(m, n, k)
+            err = harness.rel_err(sharq_gemm(prs[0], w.packed[0], impl="gemv", config=c,
+                                             interpret=interpret), ref)
+            if not err < 1e-5:  # every tile that can win is checked at this shape
+              raise ValueError(f"rel_err {err:.2e} against the reference")
             seen[c] = measure(timer, functools.partial(
                 sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
                 interpret=interpret), sets).main
@@ -193,7 +205,8 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
           if seen[c] < math.inf:
             rec.log(f"[sweep] k={k} n={n} m={m} bn={c.block_n} bk={c.block_k} "
                     f"split={c.split_k} warps={c.num_warps} stages={c.num_stages}: "
-                    f"prefetch={c.prefetch}: {seen[c]*1e6:.1f} us ({timer.value}), "
+                    f"prefetch={c.prefetch} groups={c.row_groups}: {seen[c]*1e6:.1f} us "
+                    f"({timer.value}), "
                     f"{w.packed[0].nbytes()/seen[c]/1e12:.2f} TB/s")
             rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), us=seen[c] * 1e6,
                        timer=timer.value)

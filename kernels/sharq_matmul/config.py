@@ -104,6 +104,9 @@ class GemvConfig:
   num_stages: int = 3
   # Load step i+1's weight bytes before step i's arithmetic (two steps in flight).
   prefetch: bool = False
+  # Split the block_n rows into this many groups that share each thread's activation
+  # loads and float32 conversions (gemv_gpu); a power of two dividing block_n.
+  row_groups: int = 1
 
   def __post_init__(self):
     _pow2("block_n", self.block_n)
@@ -112,11 +115,14 @@ class GemvConfig:
       raise ValueError(f"block_k must be >= 32, got {self.block_k}")
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+    _pow2("row_groups", self.row_groups)
+    if self.block_n % self.row_groups:
+      raise ValueError(f"row_groups={self.row_groups} must divide block_n={self.block_n}")
 
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}k{self.block_k}s{self.split_k}w{self.num_warps}"
-            f"{'p' if self.prefetch else ''}")
+            f"{'p' if self.prefetch else ''}{f'g{self.row_groups}' if self.row_groups > 1 else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
@@ -187,4 +193,5 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   split = 1
   while split < target and k % (2 * split * block_k) == 0:
     split *= 2
-  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=warps)
+  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=warps,
+                    row_groups=min(2, block_n))

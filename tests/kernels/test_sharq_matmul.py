@@ -82,14 +82,14 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
 
 
 GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True), 1),
-        (GemvConfig(block_n=16, block_k=64), 8),
-        (GemvConfig(block_n=32, block_k=32, split_k=4, prefetch=True), 3)]
-# (tile, M): fused and split-K, each with and without the weight prefetch
+        (GemvConfig(block_n=16, block_k=64, row_groups=2), 8),
+        (GemvConfig(block_n=32, block_k=32, split_k=4, prefetch=True, row_groups=4), 3)]
+# (tile, M): fused and split-K, with and without the weight prefetch and row groups
 
 
 @pytest.mark.parametrize("cfg,m", GEMV,
                          ids=lambda v: f"bn{v.block_n}-bk{v.block_k}-s{v.split_k}"
-                         f"{'-pf' if v.prefetch else ''}"
+                         f"{'-pf' if v.prefetch else ''}-g{v.row_groups}"
                          if isinstance(v, GemvConfig) else f"m{v}")
 def test_gemv_matches_reference(weight, cfg, m):
   _, _, pw = weight
