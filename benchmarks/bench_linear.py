@@ -673,7 +673,10 @@ def main():
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: tiny shapes, kernels in interpret mode")
   ap.add_argument("--sweep_small", action="store_true")
+  ap.add_argument("--decoder_batches", default=",".join(map(str, DEC_BATCHES)),
+                  help="batch sizes of the decoder-step section")
   args = ap.parse_args()
+  globals()["DEC_BATCHES"] = tuple(int(v) for v in args.decoder_batches.split(","))
   if args.sweep_small:
     globals()["SWEEP_SMALL"] = True
   if args.smoke:
