@@ -172,20 +172,17 @@ def default_dense_config(m: int, n: int, k: int) -> DenseGemmConfig:
 
 
 def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
-  """GEMV tiles from the H200 sweep at M = 1 (BENCHMARKS.md, "Session 4"; coordinate
-  descent from the previous default, so a local pick): where N ≥ K, 32 weight rows and
-  128 K per step, K split 16 ways, 4 warps (4096×14336: 40.1 µs); where K > N, 16 rows,
-  256 K, split 4 ways, 2 warps (14336×4096: 42.7 µs). Other shapes take the rule of
-  their side, unswept.
+  """GEMV tiles from the H200 device-time sweep (BENCHMARKS.md, "Session 5"): 32 weight
+  rows in 2 row groups, 128 K per step, K split 16 ways, 4 warps, at both big Llama
+  shapes and M = 1, 2 (4096×14336: 26.2 / 40.9 µs; 14336×4096 with the weight
+  prefetch: 27.2 / 38.7 µs). The prefetch helped where K > N and was neutral where
+  N ≥ K. Other shapes take the same rule, unswept.
 
-  Each thread keeps block_n·block_k/(32·num_warps) float32 sums per token: on the K > N
-  side block_k halves beyond M = 2 to keep them in registers; the N ≥ K tile keeps 32
-  per token (256 at M = 8, where AUTO runs the tensor-core kernel instead).
+  Each thread keeps block_n·block_k/(32·num_warps) = 32 float32 sums per token (256 at
+  M = 8, where AUTO runs the tensor-core kernel instead).
   """
-  if k > n:
-    block_n, block_k, target, warps = 16, (256 if m <= 2 else 128), 4, 2
-  else:
-    block_n, block_k, target, warps = 32, 128, 16, 4
+  del m
+  block_n, block_k, target = 32, 128, 16
   while n % block_n and block_n > 1:
     block_n //= 2
   while k % block_k and block_k > 32:
@@ -193,5 +190,5 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   split = 1
   while split < target and k % (2 * split * block_k) == 0:
     split *= 2
-  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=warps,
-                    row_groups=min(2, block_n))
+  return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=4,
+                    prefetch=k > n, row_groups=min(2, block_n))

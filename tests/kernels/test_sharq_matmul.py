@@ -172,14 +172,17 @@ def test_gemv_limits_and_auto_pick(weight):
   assert resolve_impl("auto", 3) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
-  # The swept picks (N, K): N >= K bn 32 bk 128 split 16 / 4 warps, K > N bn 16 bk 256
-  # split 4 / 2 warps.
-  for n, k, bn, bk, split, warps in ((14336, 4096, 32, 128, 16, 4),
-                                     (4096, 14336, 16, 256, 4, 2),
-                                     (1024, 4096, 16, 256, 4, 2)):
+  # The swept picks (N, K): bn 32 in 2 row groups, bk 128, split 16, 4 warps; the
+  # weight prefetch where K > N; smaller tiles where the shape needs them.
+  for n, k, tile in ((14336, 4096, (32, 128, 16, 4, False, 2)),
+                     (4096, 14336, (32, 128, 16, 4, True, 2)),
+                     (1024, 4096, (32, 128, 16, 4, True, 2)),
+                     (64, 256, (32, 128, 2, 4, True, 2)),
+                     (16, 96, (16, 32, 1, 4, True, 2))):
     cfg = default_gemv_config(1, n, k)
     cfg.check(1, n, k)
-    assert (cfg.block_n, cfg.block_k, cfg.split_k, cfg.num_warps) == (bn, bk, split, warps)
+    assert (cfg.block_n, cfg.block_k, cfg.split_k, cfg.num_warps, cfg.prefetch,
+            cfg.row_groups) == tile
 
 
 @pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])
