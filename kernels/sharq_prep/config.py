@@ -33,19 +33,27 @@ class PrepConfig:
 
 
 # Up to this many rows the default tile holds all of them (block_m = M rounded up to a
-# power of two) and derives the tensor amax itself: one launch (decode).
+# power of two: no masked rows).
 DECODE_MAX_M = 8
+# The amax moves into the kernel where the row block is at most this many elements (one
+# step of the kernel's amax loop). Measured on the H200 (BENCHMARKS.md, session 5, device
+# time, same tile either way): faster in the kernel at M = 1, 2 with K = 4096 (2.7 vs 4.2
+# and 3.8 vs 4.8 µs), slower beyond (K = 14336: 5.2 vs 4.6 µs at M = 1, 19.9 vs 9.1 µs at
+# M = 8): every program reads the whole row block for it.
+IN_KERNEL_AMAX_MAX_ELEMENTS = 8192
 
 
 def default_config(m: int, k: int) -> PrepConfig:
   """Tiles from the H200 sweeps (kernels/NOTES.md): 128-wide K tiles (the largest power
   of two <= 128 that divides k). Up to DECODE_MAX_M rows: one row block of M rounded up
-  to a power of two (no masked rows: at M = 1 an 8-row tile ran 3.5x the instructions)
-  and the amax inside the kernel (one launch instead of three); else 16 rows."""
+  to a power of two (at M = 1 an 8-row tile compiles to 3.5x the instructions) and the
+  amax inside the kernel where the block is small (IN_KERNEL_AMAX_MAX_ELEMENTS): one
+  launch instead of three. Else 16 rows."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2
   if m <= DECODE_MAX_M:
     block_m = 1 << max(0, m - 1).bit_length()
-    return PrepConfig(block_m=block_m, block_k=block_k, num_warps=2, in_kernel_amax=True)
+    return PrepConfig(block_m=block_m, block_k=block_k, num_warps=2,
+                      in_kernel_amax=block_m * k <= IN_KERNEL_AMAX_MAX_ELEMENTS)
   return PrepConfig(block_m=16, block_k=block_k, num_warps=4)

@@ -38,6 +38,8 @@ def _prepared(m, k, mode=PathMode.EXACT):
 
 @pytest.mark.parametrize("cfg,layout", [(PrepConfig(8, 64, 2, in_kernel_amax=True),
                                           PathLayout.MMA),
+                                         (PrepConfig(1, 64, 2, in_kernel_amax=True),
+                                          PathLayout.GEMV),
                                          (PrepConfig(16, 64, 4), PathLayout.GEMV)])
 @pytest.mark.parametrize("m,k", [(1, 448), (5, 448 * 32)])
 def test_prep_lowers(cfg, layout, m, k):
@@ -49,7 +51,8 @@ def test_prep_lowers(cfg, layout, m, k):
 @pytest.mark.parametrize("m", [1, 3, 8])
 @pytest.mark.parametrize("split", [1, 7])
 def test_gemv_lowers(weight, m, split):
-  cfg = GemvConfig(block_n=16, block_k=64, split_k=split)
+  cfg = GemvConfig(block_n=16, block_k=64, split_k=split, prefetch=split > 1,
+                   row_groups=2)
   text = _lower_for_cuda(lambda p, w: sharq_gemm(p, w, impl="gemv", config=cfg),
                          _prepared(m, 448), weight)
   assert "sharq_gemv" in text
