@@ -63,3 +63,14 @@ def test_profile_decode_smoke_writes_traces(tmp_path):
   if jax.default_backend() == "cpu":
     assert "no device process" in out  # the CPU has none
   assert len(list(tmp_path.glob("**/perfetto_trace.json.gz"))) == 2
+
+
+def test_device_time_calls_reads_the_trace(monkeypatch):
+  from benchmarks import harness  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(harness, "WARMUP_SECONDS", 0.0)
+  d = harness.device_time_calls(lambda x: jnp.sin(x) @ x, [(jnp.ones((32, 32)),)] * 2)
+  assert set(d) == {"busy_s", "span_s", "kernels"}
+  if jax.default_backend() == "cpu":  # no device process: nothing to attribute
+    assert d == {"busy_s": 0.0, "span_s": 0.0, "kernels": {}}
+  else:
+    assert d["busy_s"] > 0 and d["span_s"] > 0 and d["kernels"]
