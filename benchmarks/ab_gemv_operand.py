@@ -56,8 +56,9 @@ def main():
       tiles = [default_gemv_config(m, n, k), OLD_DEFAULT.get((k, n), GemvConfig(16, 64))]
       tiles = list(dict.fromkeys(tiles))  # once each where the two defaults agree
       for cfg in tiles:
-        fn = lambda paths, s, w, cfg=cfg: gemv(paths, w, s, out_dtype=jnp.bfloat16,
-                                               config=cfg, planes=True, interpret=interpret)
+        fn = lambda paths, s, w, cfg=cfg: gemv(paths, w, act_scale=s,
+                                               out_dtype=jnp.bfloat16, config=cfg,
+                                               planes=True, interpret=interpret)
         ts = {jnp.float16: [], jnp.float32: []}
         for _ in range(args.rounds):  # A, B, A, B, ...
           for dtype in ts:

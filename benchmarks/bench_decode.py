@@ -185,7 +185,7 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
       prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
       sets = [(prs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
       cfg = default_gemv_config(m, n, k)
-      seen = {}
+      seen, label = {}, {}
       ref = sharq_gemm_reference(prs[0], w.packed[0])
 
       def timed(c):
@@ -196,9 +196,10 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
                                              interpret=interpret), ref)
             if not err < 1e-5:  # every tile that can win is checked at this shape
               raise ValueError(f"rel_err {err:.2e} against the reference")
-            seen[c] = measure(timer, functools.partial(
+            t = measure(timer, functools.partial(
                 sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
-                interpret=interpret), sets).main
+                interpret=interpret), sets)
+            seen[c], label[c] = t.main, t.names[0]
           except Exception as ex:  # pylint: disable=broad-except
             rec.log(f"[sweep] k={k} n={n} m={m} {c}: {type(ex).__name__} {str(ex)[:200]}")
             seen[c] = math.inf
@@ -206,10 +207,10 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
             rec.log(f"[sweep] k={k} n={n} m={m} bn={c.block_n} bk={c.block_k} "
                     f"split={c.split_k} warps={c.num_warps} stages={c.num_stages}: "
                     f"prefetch={c.prefetch} groups={c.row_groups}: {seen[c]*1e6:.1f} us "
-                    f"({timer.value}), "
+                    f"({label[c]}), "
                     f"{w.packed[0].nbytes()/seen[c]/1e12:.2f} TB/s")
             rec.record(section="sweep", k=k, n=n, m=m, cfg=str(c), us=seen[c] * 1e6,
-                       timer=timer.value)
+                       timer=label[c])
         return seen[c]
 
       if timer is Timer.DEVICE:
@@ -217,7 +218,8 @@ def sec_sweep(rec, key, weights, ms, interpret: bool, timer: Timer = Timer.WALL)
           if rec.left() < 60:
             break
           timed(c)
-        cfg = min(seen, key=seen.get)
+        finite = {c: t for c, t in seen.items() if t < math.inf}
+        cfg = min(finite, key=finite.get) if finite else cfg  # none timed: the default
       for axis, values in GEMV_AXES if timer is Timer.WALL else ():
         if rec.left() < 60:  # each axis varied around the best so far
           break
@@ -287,10 +289,11 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
           x, scale=s, interpret=interpret).paths,
           [(x, pr.scale) for x, pr in zip(xs, prs)]))
       pcfg = default_config(m, k)
-      if pcfg.in_kernel_amax:  # the same tile with the amax as a separate XLA pass
-        runs.append(("prep_xla_amax", lambda x, c=dataclasses.replace(
-            pcfg, in_kernel_amax=False): sharq_prep(x, config=c, interpret=interpret).paths,
-            [(x,) for x in xs]))
+      if m <= pcfg.block_m:  # the default tile with the amax in the kernel, and by XLA
+        for name, inside in (("prep_kernel_amax", True), ("prep_xla_amax", False)):
+          runs.append((name, lambda x, c=dataclasses.replace(pcfg, in_kernel_amax=inside):
+                       sharq_prep(x, config=c, interpret=interpret).paths,
+                       [(x,) for x in xs]))
       for name, fn, sets in runs:
         try:
           t = measure(timer, fn, sets)
@@ -319,9 +322,10 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
 def table(rows) -> str:
   """Markdown table of the linear section (µs per call: net wall or device busy)."""
   head = ("| K×N | M | bf16 | fp8 | nvfp4 sdg | SharQ exact | SharQ fast | GEMM | GEMM "
-          "(tensor-core) | prep | prep kernel alone | prep, amax by XLA | exact vs bf16 | "
+          "(tensor-core) | prep | prep kernel alone | prep, amax in kernel | prep, amax by XLA | "
+          "exact vs bf16 | "
           "GEMM weight TB/s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   f = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
   lines = []
   for r in rows:
@@ -331,7 +335,7 @@ def table(rows) -> str:
         f"{f(r.get('sharq_fast_us'))} | {f(r.get('gemm_us'))} ({r['impl']}) | "
         f"{f(r.get('gemm_packed_us'))} | {f(r.get('prep_us'))} | "
         f"{f(r.get('prep_given_scale_us'))} | "
-        f"{f(r.get('prep_xla_amax_us'))} | "
+        f"{f(r.get('prep_kernel_amax_us'))} | {f(r.get('prep_xla_amax_us'))} | "
         f"{f(r.get('sharq_exact_vs_bf16'), 2)}× | {f(r.get('gemm_tbs'), 2)} |")
   return head + "\n".join(lines) + "\n"
 

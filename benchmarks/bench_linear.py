@@ -624,9 +624,10 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
                                   for m in PathMode}
       dev = {name: harness.device_time_calls(fn, [(h,) for h in hs])
              for name, fn in steps.items()}
-      for name, d in dev.items():
-        row[f"{name}_busy_us"], row[f"{name}_span_us"] = d["busy_s"] * 1e6, d["span_s"] * 1e6
-      if dev["bf16"]["kernels"]:
+      if dev["bf16"]["kernels"]:  # a device was traced (not the CPU smoke run)
+        for name, d in dev.items():
+          row[f"{name}_busy_us"] = d["busy_s"] * 1e6
+          row[f"{name}_span_us"] = d["span_s"] * 1e6
         b.log(f"[decoder] batch={bsz} device: " + "; ".join(
             f"{name} busy {d['busy_s']*1e6:.0f} us, span {d['span_s']*1e6:.0f} us"
             + ("" if name == "bf16" else

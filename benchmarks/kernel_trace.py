@@ -7,10 +7,9 @@ the complete ("X") events of the device processes — those whose process name c
 "GPU" — per kernel name. Against the wall time per call this separates what the kernels
 take on the device from what launching them costs the host.
 
-Under the profiler XLA launches kernels one by one (no CUDA graphs), so the in-program
-span (kernels plus the gaps between them) is an upper bound of what a program run
-without the profiler spends on the device; the busy time (the kernels alone) a lower
-bound.
+Under the profiler XLA launches kernels one by one (no CUDA graphs). The busy time sums
+the kernels' durations; the in-program span runs from the first kernel to the last of
+each program run, gaps included — it can be below busy where kernels overlap.
 """
 
 from __future__ import annotations
@@ -42,7 +41,9 @@ def kernel_summary(path: str, device_marker: str = "GPU") -> dict:
   busy span (first start to last end, µs) and the summed durations.
 
   Returns {process name: {"kernels": {name: (count, total_us)}, "busy_us": float,
-  "span_us": float}} for every process whose name contains device_marker.
+  "span_us": float, "program_span_us": float}} for every process whose name contains
+  device_marker; span_us runs over the whole trace, program_span_us sums the spans of
+  the program runs (`_program_span`).
   """
   events = _events(path)
   names = {e["pid"]: e.get("args", {}).get("name", "") for e in events

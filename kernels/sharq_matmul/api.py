@@ -102,7 +102,7 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   out_dtype = jnp.dtype(out_dtype)
   if impl is GemmImpl.GEMV:
     cfg = config if config is not None else default_gemv_config(m, w.n, k)
-    return gemv_gpu.gemv(prepared.paths, w, prepared.scale, bias=bias,
+    return gemv_gpu.gemv(prepared.paths, w, act_scale=prepared.scale, bias=bias,
                          out_dtype=out_dtype, config=cfg,
                          planes=prepared.layout is PathLayout.GEMV,
                          interpret=interpret)

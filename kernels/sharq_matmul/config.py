@@ -175,7 +175,7 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
   """GEMV tiles from the H200 device-time sweep (BENCHMARKS.md, "Session 5"): 32 weight
   rows in 2 row groups, 128 K per step, K split 16 ways, 4 warps, at both big Llama
   shapes and M = 1, 2 (4096×14336: 26.2 / 40.9 µs; 14336×4096 with the weight
-  prefetch: 27.2 / 38.7 µs). The prefetch helped where K > N and was neutral where
+  prefetch: 27.2 / 38.7 µs). The prefetch helped where K > N and was mixed where
   N ≥ K. Other shapes take the same rule, unswept.
 
   Each thread keeps block_n·block_k/(32·num_warps) = 32 float32 sums per token (256 at

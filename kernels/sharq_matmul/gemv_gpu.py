@@ -65,9 +65,10 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
 
   def load_weights(it):
     kb0 = (it0 + it) * nb
-    # The (rows, nb, 1, 1) scales reach the code tile's layout through shared memory
-    # (8 barriers per step): loading them per thread with stride-0 indices instead
-    # (no barriers) made the kernel 1.6x slower (26.6 -> 42.2 µs at 4096x14336, M = 1).
+    # Scale tiles of the code tiles' shape (rows, nb, 1, 1): with row groups the local
+    # sm_90a compile broadcasts them without shared memory. Loading the scale bytes per
+    # thread with stride-0 indices instead (one byte load per element) measured ~1.5x
+    # slower (4096x14336, M = 1: 42.2 µs with the split-K sum vs 26.6 + 1.6 µs; two runs).
     codes = tuple(w_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :] for g in range(groups))
     scale_bits = tuple(sc_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :]
                        for g in range(groups))
@@ -119,7 +120,7 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     o_ref[pl.ds(t, 1), cols] = y.astype(o_ref.dtype)
 
 
-def gemv(paths, w: PackedWeight, act_scale: jax.Array, *, bias=None,
+def gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
          out_dtype=jnp.float32, config: GemvConfig, planes: bool = False,
          interpret: bool = False) -> jax.Array:
   """s·s_w·2^7 · Σ_p paths[p] · (Ŵ'·2^-7)ᵀ (+ bias) for M <= GEMV_MAX_M tokens.

@@ -65,7 +65,31 @@ def test_profile_decode_smoke_writes_traces(tmp_path):
   assert len(list(tmp_path.glob("**/perfetto_trace.json.gz"))) == 2
 
 
+def test_device_time_calls_divides_the_trace_by_the_calls(tmp_path, monkeypatch):
+  """Per call = the trace's sums / (R calls x repeats), from the device process."""
+  from benchmarks import harness  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(harness, "WARMUP_SECONDS", 0.0)
+  events = [
+      {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+      {"ph": "X", "pid": 1, "tid": 1, "ts": 0.0, "dur": 900.0, "name": "host work"},
+      {"ph": "M", "name": "process_name", "pid": 7, "args": {"name": "/device:GPU:0"}},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 10.0, "dur": 4.0, "name": "k_a"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 16.0, "dur": 8.0, "name": "k_b"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 500.0, "dur": 4.0, "name": "k_a"},
+      {"ph": "X", "pid": 7, "tid": 2, "ts": 506.0, "dur": 8.0, "name": "k_b"},
+  ]
+  path = tmp_path / "t.json.gz"
+  with gzip.open(path, "wt") as f:
+    json.dump({"traceEvents": events}, f)
+  monkeypatch.setattr(kernel_trace, "trace_programs", lambda *a, **k: str(path))
+  # 2 calls per program, 2 program runs traced: 4 calls; busy 24 µs, spans 14 + 14 µs.
+  d = harness.device_time_calls(lambda x: x + 1, [(jnp.ones(4),)] * 2, repeats=2)
+  assert d["kernels"] == {"k_a": 2.0, "k_b": 4.0}
+  assert abs(d["busy_s"] - 6e-6) < 1e-12 and abs(d["span_s"] - 7e-6) < 1e-12
+
+
 def test_device_time_calls_reads_the_trace(monkeypatch):
+  """A real (CPU or GPU) profiler trace goes through device_time_calls."""
   from benchmarks import harness  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(harness, "WARMUP_SECONDS", 0.0)
   d = harness.device_time_calls(lambda x: jnp.sin(x) @ x, [(jnp.ones((32, 32)),)] * 2)

@@ -51,8 +51,8 @@ def test_prep_lowers(cfg, layout, m, k):
 @pytest.mark.parametrize("m", [1, 3, 8])
 @pytest.mark.parametrize("split", [1, 7])
 def test_gemv_lowers(weight, m, split):
-  cfg = GemvConfig(block_n=16, block_k=64, split_k=split, prefetch=split > 1,
-                   row_groups=2)
+  # prefetch with and without split-K (m = 3 without it), row groups throughout
+  cfg = GemvConfig(block_n=16, block_k=64, split_k=split, prefetch=m != 3, row_groups=2)
   text = _lower_for_cuda(lambda p, w: sharq_gemm(p, w, impl="gemv", config=cfg),
                          _prepared(m, 448), weight)
   assert "sharq_gemv" in text

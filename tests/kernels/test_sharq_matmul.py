@@ -81,7 +81,7 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
         planes, pw, impl="packed", config=cfg, interpret=True)), np.asarray(y))
 
 
-GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True), 1),
+GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True, row_groups=2), 1),
         (GemvConfig(block_n=16, block_k=64, row_groups=2), 8),
         (GemvConfig(block_n=32, block_k=32, split_k=4, prefetch=True, row_groups=4), 3)]
 # (tile, M): fused and split-K, with and without the weight prefetch and row groups
