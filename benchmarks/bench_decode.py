@@ -106,12 +106,12 @@ class Weights:
     return Weights(bf16=ws[:c16], packed=[pack(w) for w in ws[:c4]])
 
 
-def sec_check(rec, key, interpret: bool):
+def sec_check(rec, key, interpret: bool, ms=(1, 3, 8, 16)):
   """Prep (bit for bit against the NumPy contract; the amax in the kernel and by XLA),
   then GEMV (M <= 8) and packed (M = 16) against the float32 reference."""
   ok = True
   for k in sorted({kk for kk, _ in SHAPES}):
-    for m in (1, 3, 8, 16):
+    for m in ms:
       x = mm_specs.heavy_activations(jax.random.fold_in(key, 10 * k + m), m, k)
       if m >= 3:  # bad input: NaN and Inf poison their own blocks, not the scale
         x = x.at[1, 5].set(jnp.nan).at[2, k - 3].set(jnp.inf)
@@ -135,7 +135,7 @@ def sec_check(rec, key, interpret: bool):
   for i, (k, n) in enumerate(SHAPES):
     pw = pack_weight_from_float(mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k)
                                 .astype(jnp.float32))
-    for m in (1, 3, 8, 16):
+    for m in ms:
       x = mm_specs.heavy_activations(jax.random.fold_in(key, 100 * i + m), m, k)
       for mode in PathMode:
         pr = sharq_prep(x, mode=mode, interpret=interpret)
@@ -348,6 +348,8 @@ def main():
   ap.add_argument("--sections", default="check,sweep,linear")
   ap.add_argument("--ms", default="1,4,8,16")
   ap.add_argument("--sweep_ms", default="1,8")
+  ap.add_argument("--check_ms", default="1,3,8,16",
+                  help="token counts of the check section (it took 160 s at the default)")
   ap.add_argument("--seed", type=int, default=None, help="PRNG seed (default: the clock)")
   ap.add_argument("--timer", default="wall", choices=[t.value for t in Timer],
                   help="wall: host clock, net of a null program; device: kernel time "
@@ -372,7 +374,8 @@ def main():
   timer = Timer(args.timer)
   ms = [int(v) for v in args.ms.split(",")]
   if "check" in secs:
-    sec_check(rec, jax.random.fold_in(key, 1), args.smoke)
+    sec_check(rec, jax.random.fold_in(key, 1), args.smoke,
+              [int(v) for v in args.check_ms.split(",")])
   weights = {}
   if "sweep" in secs or "linear" in secs:
     for i, (k, n) in enumerate(SHAPES):
