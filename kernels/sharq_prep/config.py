@@ -20,7 +20,7 @@ class PrepConfig:
   # One launch instead of three when all rows fit one row block (decode): every program
   # reads the whole X (from L2) for the tensor amax and derives s itself. Applies only
   # without gamma, without a given scale= and with M <= block_m; ignored otherwise.
-  # default_config turns it on for M <= DECODE_MAX_M (see there).
+  # default_config turns it on for small decode row blocks (IN_KERNEL_AMAX_MAX_ELEMENTS).
   in_kernel_amax: bool = False
 
   def __post_init__(self):
