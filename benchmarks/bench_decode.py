@@ -54,6 +54,7 @@ from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, default_config, 
                                           sharq_prep)
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy  # noqa: E402
 
+
 class Timer(enum.Enum):
   """What a timing measures."""
 
