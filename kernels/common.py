@@ -173,3 +173,21 @@ def decode_e4m3_scale_f16(scale_bits: jax.Array) -> jax.Array:
 def decode_e4m3_scale_f32(scale_bits: jax.Array) -> jax.Array:
   """E4M3 scale bytes (uint8) -> float32 value (NaN code -> NaN)."""
   return decode_e4m3_scale_f16(scale_bits).astype(jnp.float32) * np.float32(2.0**-7)
+
+
+def stream_steps(n_iter: int, load, multiply, init, *, prefetch: bool):
+  """fori_loop over n_iter K steps of a weight-streaming kernel: multiply(it, *load(it),
+  acc) -> acc. With prefetch, step it+1's loads are issued before step it's arithmetic
+  (carried in registers; the index is clamped on the last step), so a program keeps two
+  steps of HBM reads in flight: Triton does not software-pipeline loads that feed no
+  dot."""
+  if not prefetch:
+    return jax.lax.fori_loop(0, n_iter, lambda it, acc: multiply(it, *load(it), acc), init)
+
+  def body(it, carry):
+    *loaded, acc = carry
+    nxt = load(jnp.minimum(it + 1, n_iter - 1))
+    return (*nxt, multiply(it, *loaded, acc))
+
+  *_, acc = jax.lax.fori_loop(0, n_iter, body, (*load(0), init))
+  return acc

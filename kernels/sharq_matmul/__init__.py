@@ -1,22 +1,27 @@
 """SharQ GEMM: prepared activations × packed FP4 weights (one weight read, two paths)."""
 
-from sharq_jax.kernels.sharq_matmul.api import (GEMV_AUTO_MAX_M, PACKED_MAX_M, GemmImpl,
+from sharq_jax.kernels.sharq_matmul.api import (GEMV_AUTO_MAX_M, MMA_GEMV_AUTO_MAX_M,
+                                                PACKED_MAX_M, GemmImpl,
                                                 prep_layout, resolve_impl,
                                                 sharq_gemm, sharq_gemm_reference,
                                                 sharq_matmul)
-from sharq_jax.kernels.sharq_matmul.config import (GEMV_MAX_M, DenseGemmConfig,
-                                                   GemvConfig, Interleave, Orient,
-                                                   PackedGemmConfig, default_dense_config,
+from sharq_jax.kernels.sharq_matmul.config import (GEMV_MAX_M, MMA_GEMV_MAX_M,
+                                                   DenseGemmConfig, GemvConfig, Interleave,
+                                                   MmaGemvConfig, Orient, PackedGemmConfig,
+                                                   default_dense_config,
                                                    default_gemv_config,
+                                                   default_mma_gemv_config,
                                                    default_packed_config)
 from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv
+from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import mma_gemv
 from sharq_jax.kernels.sharq_matmul.packing import (PackedWeight, expand_weight,
                                                     pack_weight, pack_weight_from_float)
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight_pallas,
                                                        packed_gemm)
 
 __all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
-           "gemv", "PACKED_MAX_M", "prep_layout", "resolve_impl", "sharq_gemm",
+           "gemv", "MMA_GEMV_AUTO_MAX_M", "MMA_GEMV_MAX_M", "MmaGemvConfig",
+           "default_mma_gemv_config", "mma_gemv", "PACKED_MAX_M", "prep_layout", "resolve_impl", "sharq_gemm",
            "sharq_gemm_reference", "sharq_matmul", "DenseGemmConfig", "Interleave",
            "Orient", "PackedGemmConfig", "default_dense_config", "default_packed_config",
            "PackedWeight", "expand_weight", "pack_weight", "pack_weight_from_float",

@@ -9,11 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from sharq_jax.kernels.sharq_matmul import gemv_gpu, pallas_gpu
+from sharq_jax.kernels.sharq_matmul import gemv_gpu, mma_gemv_gpu, pallas_gpu
 from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, GemvConfig,
-                                                   PackedGemmConfig,
+                                                   MmaGemvConfig, PackedGemmConfig,
                                                    default_dense_config,
                                                    default_gemv_config,
+                                                   default_mma_gemv_config,
                                                    default_packed_config)
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig, Prepared,
@@ -24,41 +25,60 @@ class GemmImpl(enum.Enum):
   """Which GEMM runs after the preparation."""
 
   GEMV = "gemv"  # Pallas, FP4 payload decoded in registers, CUDA-core FMAs (M <= 8)
+  MMA_GEMV = "mma_gemv"  # the same in-register decode, products on mma.sync (M <= 16)
   PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
-  AUTO = "auto"  # GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
+  AUTO = "auto"  # GEMV, MMA_GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# GEMV against PACKED on the H200 (BENCHMARKS.md "Session 4", run 9; the GEMV timed with
-# an XLA transpose of its input before it): M = 1 0.94-2.1x (faster at 3 of the 4 Llama
-# shapes), M = 2 1.06-1.5x faster, M = 4 1.2-1.6x slower.
-GEMV_AUTO_MAX_M = 2
+# H200 device times (BENCHMARKS.md "Session 6", the MMA GEMV and the GEMV in one run):
+# M = 1 the GEMV 26.3 / 27.3 us against 26.9 / 30.4 us (4096x14336 / 14336x4096);
+# M = 2 the MMA GEMV 30.9 / 40.4 us against 41.4 / 38.8; M = 4 51.5 / 52.0 against
+# 86.1 / 64.0. At M = 8 the MMA GEMV took 96-98 us; the tensor-core PACKED kernel's
+# linear measured 0.38-0.46x of bf16 (~70-85 us) in session 5 (another run).
+GEMV_AUTO_MAX_M = 1
+MMA_GEMV_AUTO_MAX_M = 4
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
-def resolve_impl(impl: GemmImpl | str, m: int) -> GemmImpl:
-  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M."""
+def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
+                 k: int | None = None) -> GemmImpl:
+  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M (and, given the
+  weight's N and K, only a kernel whose tiles fit them: the MMA GEMV needs N and K in
+  multiples of 64, else PACKED runs)."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
     if m <= GEMV_AUTO_MAX_M:
       return GemmImpl.GEMV
+    if m <= MMA_GEMV_AUTO_MAX_M and (n is None or mma_gemv_fits(n, k)):
+      return GemmImpl.MMA_GEMV
     return GemmImpl.PACKED if m <= PACKED_MAX_M else GemmImpl.EXPANDED_XLA
   return impl
 
 
-_IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), PackedGemmConfig: (GemmImpl.PACKED,),
+_IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GEMV,),
+                   PackedGemmConfig: (GemmImpl.PACKED,),
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
+# The GEMVs read PathLayout.GEMV and apply s·s_w themselves: (kernel, default config).
+_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config),
+          GemmImpl.MMA_GEMV: (mma_gemv_gpu.mma_gemv, default_mma_gemv_config)}
 
 
-def _impl_for(impl: GemmImpl, config, m: int) -> GemmImpl:
+def mma_gemv_fits(n: int, k: int | None) -> bool:
+  """Whether the MMA GEMV's smallest tile (64 rows, 64 K) divides an (N, K) weight."""
+  return n % MmaGemvConfig().block_n == 0 and (k is None or k % MmaGemvConfig.block_k == 0)
+
+
+def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
+              k: int | None = None) -> GemmImpl:
   """The kernel to run: a given config names its kernel (AUTO defers to it); a config
   of another kernel than the one asked for is an error, not silently reinterpreted."""
   if config is None:
-    return resolve_impl(impl, m)
+    return resolve_impl(impl, m, n, k)
   wanted = _IMPL_OF_CONFIG.get(type(config))
   if wanted is None:
-    raise TypeError(f"sharq_gemm: config must be a GemvConfig, PackedGemmConfig or "
-                    f"DenseGemmConfig, got {type(config).__name__}")
+    raise TypeError(f"sharq_gemm: config must be a GemvConfig, MmaGemvConfig, "
+                    f"PackedGemmConfig or DenseGemmConfig, got {type(config).__name__}")
   if impl is GemmImpl.AUTO:
     return wanted[0]
   if impl not in wanted:
@@ -67,10 +87,12 @@ def _impl_for(impl: GemmImpl, config, m: int) -> GemmImpl:
   return impl
 
 
-def prep_layout(impl: GemmImpl | str, m: int, config=None) -> PathLayout:
-  """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config) reads:
-  prepare with it (sharq_prep(..., layout=)) and no conversion runs before the GEMM."""
-  gemv = _impl_for(GemmImpl(impl), config, m) is GemmImpl.GEMV
+def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
+                k: int | None = None) -> PathLayout:
+  """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, and the
+  weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
+  no conversion runs before the GEMM."""
+  gemv = _impl_for(GemmImpl(impl), config, m, n, k) in _GEMVS
   return PathLayout.GEMV if gemv else PathLayout.MMA
 
 
@@ -88,24 +110,24 @@ def _xla_gemm(paths, w16, factor, bias, out_dtype):
 @functools.partial(jax.jit, static_argnames=("out_dtype", "impl", "config", "interpret"))
 def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.float32,
                impl: GemmImpl = GemmImpl.AUTO,
-               config: GemvConfig | PackedGemmConfig | DenseGemmConfig | None = None,
+               config: (GemvConfig | MmaGemvConfig | PackedGemmConfig | DenseGemmConfig
+                        | None) = None,
                interpret: bool = False) -> jax.Array:
   """Y = s·s_w · Σ_p P_p · Ŵ'ᵀ (+ bias) for prepared activations (M, K) → (M, N).
 
-  The GEMV reads paths in PathLayout.GEMV, the other kernels in PathLayout.MMA; paths
+  The GEMVs read paths in PathLayout.GEMV, the other kernels in PathLayout.MMA; paths
   in the other layout are converted by XLA first. Either layout gives the same Y.
   """
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
-  impl = _impl_for(GemmImpl(impl), config, m)
+  impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
   out_dtype = jnp.dtype(out_dtype)
-  if impl is GemmImpl.GEMV:
-    cfg = config if config is not None else default_gemv_config(m, w.n, k)
-    return gemv_gpu.gemv(prepared.paths, w, act_scale=prepared.scale, bias=bias,
-                         out_dtype=out_dtype, config=cfg,
-                         planes=prepared.layout is PathLayout.GEMV,
-                         interpret=interpret)
+  if impl in _GEMVS:
+    kernel, default = _GEMVS[impl]
+    return kernel(prepared.paths, w, act_scale=prepared.scale, bias=bias,
+                  out_dtype=out_dtype, config=config or default(m, w.n, k),
+                  planes=prepared.layout is PathLayout.GEMV, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:
@@ -152,7 +174,7 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
     raise ValueError(f"sharq_matmul: x has K={k} (shape {x.shape}) but the weight has "
                      f"K={w.k}")
   prepared = sharq_prep(x, gamma=gamma, eps=eps, mode=PathMode(mode), config=prep_config,
-                        layout=prep_layout(impl, x.size // k, gemm_config),
+                        layout=prep_layout(impl, x.size // k, gemm_config, w.n, k),
                         interpret=interpret)
   y = sharq_gemm(prepared, w, bias=bias, out_dtype=out_dtype or x.dtype, impl=impl,
                  config=gemm_config, interpret=interpret)

@@ -134,6 +134,50 @@ class GemvConfig:
 # One float32 accumulator per token and path lives in registers for the whole loop.
 GEMV_MAX_M = 8
 
+
+@dataclasses.dataclass(frozen=True)
+class MmaGemvConfig:
+  """Tensor-core GEMV (mma_gemv_gpu) for M <= MMA_GEMV_MAX_M tokens.
+
+  Grid (N / (16·num_warps), split_k). A program holds 16·num_warps weight rows in two
+  row groups and steps through its K range 64 at a time; per step each thread decodes
+  8 code bytes per group and runs one mma.sync group per two activation columns
+  (path, token). num_warps is 4 or 8 (the 32 lanes of a warp must span rows only, see
+  mma_gemv_gpu); float32 partials per K split are summed by XLA.
+  """
+
+  split_k: int = 4
+  num_warps: int = 4
+  # Load step i+1's code bytes before step i's MMAs (two steps in flight).
+  prefetch: bool = True
+  num_stages: int = 1
+
+  block_k = 64  # K per step: two 32-blocks (fixed by the tile the H200 verified)
+
+  def __post_init__(self):
+    if self.num_warps not in (4, 8):
+      raise ValueError(f"num_warps must be 4 or 8, got {self.num_warps}")
+    if self.split_k < 1:
+      raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+
+  @property
+  def block_n(self) -> int:
+    return 16 * self.num_warps
+
+  def tag(self) -> str:
+    """Short name of the tile (the kernel's name in profiles carries it)."""
+    return f"n{self.block_n}s{self.split_k}{'p' if self.prefetch else ''}"
+
+  def check(self, m: int, n: int, k: int) -> None:
+    """Raises ValueError if this config cannot tile (m, n, k)."""
+    if m > MMA_GEMV_MAX_M:
+      raise ValueError(f"the MMA GEMV takes M <= {MMA_GEMV_MAX_M} tokens, got M={m}")
+    _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
+
+
+# Two activation columns per MMA group: 2·M groups of 4 MMAs per step in exact mode.
+MMA_GEMV_MAX_M = 16
+
 NUM_SMS_H200 = 132
 
 
@@ -192,3 +236,15 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
     split *= 2
   return GemvConfig(block_n=block_n, block_k=block_k, split_k=split, num_warps=4,
                     prefetch=k > n, row_groups=min(2, block_n))
+
+
+def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
+  """MMA GEMV tile from the H200 probe (BENCHMARKS.md, "Session 6"): 64 rows (4 warps),
+  K split until a program runs 16 steps of 64 or fewer (4096x14336: split 4; 14336x4096:
+  split 16 with 8 warps was within 2 % of the best), the next step prefetched."""
+  del m
+  nw = 4 if n % 64 == 0 else 8
+  split = 1
+  while k % (2 * split * MmaGemvConfig.block_k) == 0 and k // (split * 64) > 16:
+    split *= 2
+  return MmaGemvConfig(split_k=split, num_warps=nw)

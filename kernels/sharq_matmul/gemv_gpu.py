@@ -92,19 +92,7 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     return tuple(out)
 
   zeros = (jnp.zeros((rows, nb, _HALVES, _HALF), jnp.float32),) * (m * groups)
-  if cfg.prefetch:
-    # The next step's weight bytes are loaded before this step's arithmetic (carried in
-    # registers), so each program keeps two steps of HBM reads in flight: Triton does
-    # not software-pipeline loads that feed no dot.
-    def body(it, carry):
-      codes, scale_bits, accs = carry
-      nxt = load_weights(jnp.minimum(it + 1, n_iter - 1))
-      return (*nxt, multiply(it, codes, scale_bits, accs))
-
-    *_, accs = jax.lax.fori_loop(0, n_iter, body, (*load_weights(0), zeros))
-  else:
-    accs = jax.lax.fori_loop(0, n_iter, lambda it, a: multiply(it, *load_weights(it), a),
-                             zeros)
+  accs = common.stream_steps(n_iter, load_weights, multiply, zeros, prefetch=cfg.prefetch)
   if fused:  # factor = s·s_w·2^7 in the kernel: no XLA op between prep and GEMV
     factor = rest[0][...] * rest[1][...] * WEIGHT_FACTOR
   # One (1, rows) slice per token and group: Triton tensors must have power-of-two
@@ -118,6 +106,16 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
       if has_bias:
         y = y + rest[2][:, cols]
     o_ref[pl.ds(t, 1), cols] = y.astype(o_ref.dtype)
+
+
+def gemv_operands(paths, w: PackedWeight, config, planes: bool):
+  """Shared GEMV prologue: paths in PathLayout.GEMV (XLA permutes them unless planes),
+  the config checked against (M, N, K); returns (paths, M, K, N, K steps per split)."""
+  if not planes:
+    paths = [to_gemv_layout(p) for p in paths]
+  m, k = paths[0].shape
+  config.check(m, w.n, k)
+  return paths, m, k, w.n, k // (config.split_k * config.block_k)
 
 
 def gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
@@ -139,14 +137,9 @@ def gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   With split_k = 1 the factor s·s_w·2^7 and the bias are applied in the kernel (one
   launch); with split_k > 1 the float32 partials are summed, scaled and cast by XLA.
   """
-  if not planes:
-    paths = [to_gemv_layout(p) for p in paths]
-  m, k = paths[0].shape
-  kb, n = k // 32, w.n
-  cfg = config
-  cfg.check(m, n, k)
+  paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
+  kb, cfg = k // 32, config
   bn = cfg.block_n
-  n_iter = k // (cfg.split_k * cfg.block_k)
   fused = cfg.split_k == 1
   act_scale = jnp.asarray(act_scale, jnp.float32)
   in_specs = [pl.BlockSpec((m, kb, 2, _HALVES, _HALF), lambda j, s: (0, 0, 0, 0, 0))

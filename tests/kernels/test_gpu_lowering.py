@@ -10,8 +10,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemvConfig, PackedGemmConfig,
-                                            pack_weight_from_float, sharq_gemm)
+from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemvConfig, MmaGemvConfig,
+                                            PackedGemmConfig, pack_weight_from_float,
+                                            sharq_gemm)
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import expand_weight_pallas
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, PrepConfig, Prepared, sharq_prep
 
@@ -56,6 +57,16 @@ def test_gemv_lowers(weight, m, split):
   text = _lower_for_cuda(lambda p, w: sharq_gemm(p, w, impl="gemv", config=cfg),
                          _prepared(m, 448), weight)
   assert "sharq_gemv" in text
+
+
+@pytest.mark.parametrize("m,mode", [(1, PathMode.EXACT), (3, PathMode.FAST)])
+def test_mma_gemv_lowers(m, mode):
+  # the inline PTX (decode, mma.sync, shuffles) lowers with the 8-D tiles
+  w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)
+  cfg = MmaGemvConfig(split_k=2, prefetch=m == 1)
+  text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
+                         _prepared(m, 512, mode), w)
+  assert "sharq_mma_gemv" in text
 
 
 def test_packed_dense_and_expand_lower(weight):

@@ -8,7 +8,8 @@ import pytest
 
 from sharq_jax import linear, methods
 from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfig,
-                                            PackedGemmConfig, default_gemv_config,
+                                            MmaGemvConfig, PackedGemmConfig,
+                                            default_gemv_config, default_mma_gemv_config,
                                             default_packed_config, resolve_impl, expand_weight,
                                             expand_weight_pallas, pack_weight,
                                             pack_weight_from_float, prep_layout, sharq_gemm,
@@ -132,7 +133,7 @@ def test_the_prep_writes_the_layout_the_gemm_reads(weight):
   between the kernels) and in the MMA layout elsewhere."""
   _, _, pw = weight
   assert prep_layout("auto", 1) is PathLayout.GEMV
-  assert prep_layout("auto", 3) is PathLayout.MMA
+  assert prep_layout("auto", 5) is PathLayout.MMA
   assert prep_layout("auto", 1, PackedGemmConfig(block_m=16, block_n=32)) is PathLayout.MMA
   def ops(m, impl):
     x = _heavy((m, 256), seed=3, dtype=jnp.bfloat16)
@@ -168,8 +169,13 @@ def test_gemv_limits_and_auto_pick(weight):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
                config=GemvConfig(block_n=128), interpret=True)
   assert resolve_impl("auto", 1) is GemmImpl.GEMV
-  assert resolve_impl("auto", 2) is GemmImpl.GEMV
-  assert resolve_impl("auto", 3) is GemmImpl.PACKED  # measured: GEMV loses from M = 4
+  for m in (2, 3, 4):  # measured (session 6): the MMA GEMV beats the GEMV from M = 2
+    assert resolve_impl("auto", m) is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", 5) is GemmImpl.PACKED
+  # where its 64-row, 64-K tiles do not fit the weight, AUTO runs PACKED instead
+  assert resolve_impl("auto", 3, 4096, 4096) is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", 3, 48, 128) is GemmImpl.PACKED
+  assert prep_layout("auto", 3, None, 48, 128) is PathLayout.MMA
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
   # The swept picks (N, K): bn 32 in 2 row groups, bk 128, split 16, 4 warps; the
@@ -230,3 +236,40 @@ def test_default_packed_config_covers_the_gpu():
   cfg = default_packed_config(1, 4096, 14336)
   cfg.check(1, 4096, 14336)
   assert dataclasses.replace(cfg, orient="wx").orient.value == "wx"
+
+
+@pytest.mark.parametrize("cfg,m", [(MmaGemvConfig(split_k=2), 1),
+                                   (MmaGemvConfig(split_k=1, prefetch=False), 3),
+                                   (MmaGemvConfig(split_k=4), 5)],
+                         ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
+def test_mma_gemv_matches_reference(weight, cfg, m):
+  """Interpret mode runs the MMA GEMV's tiles, decode, activation planes, column sets
+  and split-K with float32 products in place of the PTX MMAs (checked on the H200)."""
+  _, qw, pw = weight
+  x = _heavy((m, 256), seed=300 + m, dtype=jnp.bfloat16)
+  bias = jnp.linspace(-2, 2, 64)
+  for mode in PathMode:
+    prep = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
+    y = sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, bias=bias, interpret=True)
+    assert y.shape == (m, 64) and y.dtype == jnp.float32
+    assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
+  # AUTO at M = 2 runs it, end to end against the core library's XLA sharq_dot.
+  x2 = x[:2]
+  y2 = sharq_matmul(x2, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
+  assert _rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
+
+
+def test_mma_gemv_config_rules():
+  with pytest.raises(ValueError, match="num_warps"):
+    MmaGemvConfig(num_warps=2)  # a warp's lanes would span K: the PTX needs rows only
+  with pytest.raises(ValueError, match="M <= 16"):
+    MmaGemvConfig().check(17, 64, 256)
+  with pytest.raises(ValueError, match="block_n"):
+    MmaGemvConfig().check(1, 32, 256)
+  with pytest.raises(ValueError, match="split_k"):
+    MmaGemvConfig(split_k=8).check(1, 64, 256)
+  # Defaults: 64 rows, K split to at most 16 steps of 64; 8 warps where N needs 128s.
+  assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(split_k=4)
+  assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(split_k=16)
+  assert default_mma_gemv_config(1, 64, 256) == MmaGemvConfig(split_k=1)
+  assert prep_layout("auto", 3) is PathLayout.GEMV

@@ -1,0 +1,222 @@
+"""SharQ GEMV on tensor cores (Pallas, Triton lowering): a few tokens, FP4 weights.
+
+The CUDA-core GEMV (gemv_gpu) spends ~8 instructions per weight: decode, scale, widen
+to float32 and one float32 FMA per token and path. Here each warp's products run on
+`mma.sync.m16n8k16` (float16 in, float32 accumulate) issued from inline PTX on the
+registers each thread already holds, so the FMAs and the float32 conversions go away
+and a token costs one MMA group per step instead of 2·16 FMAs per thread.
+
+How the fragments are filled without moving data between threads. Triton gives the
+tiles used here (rows as the leading dims, 8 code bytes = 16 weights per thread) a
+layout in which the 32 lanes of a warp hold 32 different weight rows and the *same* 16
+K positions κ (their warps differ in K). An MMA sums over k across the 4 lanes of a
+quad (lanes 4g..4g+3), whose rows differ. So each lane supplies its own row's weights
+as A (rows g and g+8 of A are the lane's rows in the two row groups) and the
+activations of its κ as B only if its quad position t equals g mod 4, else zeros:
+
+    D[g][n] = Σ_k A[g][k]·B[k][n] = row(lane 4g + n%4) · x_n  over κ.
+
+Column n < 4 carries one activation column (a path of a token), n ≥ 4 another, so one
+MMA gives every row of the warp its products with two activation columns, exactly (the
+products Ŵ'·2^-7 × path value are exact in float32; only the summation order differs
+from the reference). After the K loop, shuffles bring D[g][n] to the lane that holds
+row(lane 4g + n%4).
+
+The layout is Triton's choice (its coalescing orders tied dims by index); the PTX
+assumes it. The H200 checks (benchmarks/bench_decode.py --sections check) compare every
+shape against the float32 reference; interpret mode (CPU tests) runs the same tiles
+with plain float32 products instead of the PTX.
+
+The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
+weights) per thread and tensor, exactly as the H200 verified them (session 6). A
+variant that carried codes and activations in int32 words (fewer unpack instructions)
+compiled to 30 % fewer instructions but gave wrong results on the H200 and was not
+kept (kernels/NOTES.md, v6).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from sharq_jax.kernels import _compat
+from sharq_jax.kernels import common
+from sharq_jax.kernels.sharq_matmul.config import MmaGemvConfig
+from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
+
+_MMA = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+# Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
+# activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
+_BLOCKS, _HALVES, _HALF = 2, 2, 8
+
+
+def _inline_asm(text: str, args, constraints: str):
+  from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
+  [out] = plgpu.elementwise_inline_asm(
+      text, args=list(args), constraints=constraints, pack=_HALF,
+      result_shape_dtypes=[jax.ShapeDtypeStruct(args[-1].shape, jnp.float32)])
+  return out
+
+
+def _regs(base: int, n: int = 4) -> list[str]:
+  return [f"${base + i}" for i in range(n)]
+
+
+def _mma_asm() -> str:
+  """One step of 16 K (a thread's 8 bytes) for both row groups and two activation
+  columns, pack 8: $0..$7 the new accumulators (two chains of 4 float32: rows g, g+8 x
+  columns 2t, 2t+1); $8.. the float16 pairs of lo0, lo1, hi0, hi1 (weights of groups
+  0/1, low/high nibbles), even0, odd0, even1, odd1 (the two columns' activations), 4
+  registers each; $40..$47 the accumulators in."""
+  lo0, lo1, hi0, hi1 = (_regs(8 + 4 * i) for i in range(4))
+  e0, o0, e1, o1 = (_regs(24 + 4 * i) for i in range(4))
+  acc = _regs(40, 8)
+  lines = ["{", ".reg .u32 lane, g, t, gm;", ".reg .pred pa, ph;", ".reg .b32 be<4>, bo<4>;",
+           ".reg .f32 d<8>;", "mov.u32 lane, %laneid;", "shr.u32 g, lane, 2;",
+           "and.b32 t, lane, 3;", "and.b32 gm, g, 3;", "setp.eq.u32 pa, t, gm;",
+           "setp.ge.u32 ph, g, 4;"]
+  for i in range(4):  # B: the lane's κ activations of column half ph if t == g mod 4
+    lines += [f"selp.b32 be{i}, {e1[i]}, {e0[i]}, ph;", f"selp.b32 be{i}, be{i}, 0, pa;",
+              f"selp.b32 bo{i}, {o1[i]}, {o0[i]}, ph;", f"selp.b32 bo{i}, bo{i}, 0, pa;"]
+  chains = ("{d0,d1,d2,d3}", "{d4,d5,d6,d7}")
+  for k, (w0, w1, b) in enumerate(((lo0, lo1, "be"), (hi0, hi1, "bo"))):
+    for c, j in enumerate((0, 2)):  # A rows g / g+8 = groups 0 / 1; k pairs j, j+1
+      src = "{" + ",".join(acc[4 * c:4 * c + 4]) + "}" if k == 0 else chains[c]
+      lines.append(f"{_MMA} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
+                   f"{{{b}{j},{b}{j + 1}}}, {src};")
+  lines += [f"mov.f32 ${i}, d{i};" for i in range(8)] + ["}"]
+  return "\n".join(lines)
+
+
+_MMA_CONSTRAINTS = ",".join(["=f"] * 8 + ["r"] * 32 + ["f"] * 8)
+
+
+def _extract_asm(group: int, half: int) -> str:
+  """Accumulators (pack 8) -> float32: this lane's row's sum for column half `half` in
+  element 0, zeros elsewhere. D[g][n] lives in lane 4g + n//2, slot n%2 (rows g+8, the
+  second group, in slots 2, 3) of both chains."""
+  a0, a1 = 8 + 2 * group, 9 + 2 * group
+  return "\n".join([
+      "{", ".reg .u32 lane, u, src, tmp;", ".reg .pred podd;", ".reg .f32 s0, s1, v0, v1;",
+      "mov.u32 lane, %laneid;", "and.b32 u, lane, 3;", "and.b32 src, lane, 0xfffffffc;",
+      "shr.u32 tmp, u, 1;", "add.u32 src, src, tmp;", f"add.u32 src, src, {2 * half};",
+      f"add.f32 s0, ${a0}, ${a0 + 4};", f"add.f32 s1, ${a1}, ${a1 + 4};",
+      "shfl.sync.idx.b32 v0, s0, src, 0x1f, 0xffffffff;",
+      "shfl.sync.idx.b32 v1, s1, src, 0x1f, 0xffffffff;",
+      "and.b32 tmp, u, 1;", "setp.ne.u32 podd, tmp, 0;", "selp.f32 $0, v1, v0, podd;"]
+      + [f"mov.f32 ${i}, 0f00000000;" for i in range(1, 8)] + ["}"])
+
+
+_EXTRACT_CONSTRAINTS = ",".join(["=f"] * 8 + ["f"] * 8)
+
+
+def column_sets(m: int, npaths: int):
+  """Activation columns (path, token) in MMA groups of two (the second may be None)."""
+  cols = [(p, t) for t in range(m) for p in range(npaths)]
+  return [tuple(cols[i:i + 2]) + (None,) * (2 - len(cols[i:i + 2]))
+          for i in range(0, len(cols), 2)]
+
+
+def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bool):
+  x_refs = refs[:npaths]  # (1, 1, M, K/32, parity, half, 8) float16
+  w_ref, sc_ref, o_ref = refs[npaths:]  # (2W, 2, 4, K/32, half, 8) u8, (.., 1, 1) E4M3
+  nw = cfg.num_warps
+  shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
+  sets = column_sets(m, npaths)
+  it0 = pl.program_id(1) * n_iter
+
+  def load_w(it):
+    kb0 = (it0 + it) * _BLOCKS
+    rows = [pl.ds(g * nw, nw) for g in range(2)]
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
+
+  def x_plane(col, parity, kb0):
+    p, t = col
+    if gpu:  # stride-0 row dims: every lane reads the same κ activations
+      return x_refs[p][pl.ds(0, nw, stride=0), pl.ds(0, 2, stride=0), pl.ds(t, 4, stride=0),
+                       pl.ds(kb0, _BLOCKS), parity, :, :]
+    return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, _BLOCKS), parity, :, :], shape)
+
+  def multiply(it, codes, scale_bits, accs):
+    kb0 = (it0 + it) * _BLOCKS
+    weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
+    for c, sb in zip(codes, scale_bits):
+      scale = common.decode_e4m3_scale_f16(sb)
+      lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
+      weights.append((lo * scale, hi * scale))
+    if gpu:
+      (lo0, hi0), (lo1, hi1) = weights
+      return tuple(
+          _inline_asm(_mma_asm(), (lo0, lo1, hi0, hi1,
+                                   *(x_plane(c, par, kb0) for c in (c0, c1 or c0)
+                                     for par in (0, 1)), acc), _MMA_CONSTRAINTS)
+          for (c0, c1), acc in zip(sets, accs))
+    out, i = list(accs), 0  # interpret: float32 products per column and group
+    for c in (c for s in sets for c in s if c is not None):
+      xe, xo = (x_plane(c, par, kb0).astype(jnp.float32) for par in (0, 1))
+      for lo, hi in weights:
+        out[i] = out[i] + lo.astype(jnp.float32) * xe + hi.astype(jnp.float32) * xo
+        i += 1
+    return tuple(out)
+
+  n_acc = len(sets) if gpu else 2 * sum(c is not None for s in sets for c in s)
+  zeros = (jnp.zeros(shape, jnp.float32),) * n_acc
+  accs = common.stream_steps(n_iter, load_w, multiply, zeros, prefetch=cfg.prefetch)
+
+  col_index = {c: i for i, c in enumerate(c for s in sets for c in s if c is not None)}
+  for tok in range(m):
+    for g in range(2):
+      v = None
+      for si, s in enumerate(sets):
+        for half, c in enumerate(s):
+          if c is None or c[1] != tok:
+            continue
+          part = (_inline_asm(_extract_asm(g, half), (accs[si],), _EXTRACT_CONSTRAINTS)
+                  if gpu else accs[2 * col_index[c] + g])
+          v = part if v is None else v + part
+      y = jnp.sum(jnp.sum(jnp.sum(v, axis=5), axis=4), axis=3)  # (nw, 2, 4): 8·nw rows
+      o_ref[pl.ds(tok, 1), pl.ds(g * nw, nw), :, :] = y[None]
+
+
+def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
+             out_dtype=jnp.float32, config: MmaGemvConfig, planes: bool = False,
+             interpret: bool = False) -> jax.Array:
+  """s·s_w·2^7 · Σ_p paths[p] · (Ŵ'·2^-7)ᵀ (+ bias) for M <= MMA_GEMV_MAX_M tokens.
+
+  The arguments are gemv's (gemv_gpu): float16 paths (1 or 2) in PathLayout.MMA, or in
+  PathLayout.GEMV with planes=True; the activations' tensor scale; an optional float32
+  bias; the tile config, checked against the shape. In interpret mode (CPU tests) the
+  products are float32 FMAs instead of the PTX MMAs.
+
+  The kernel writes float32 partials per K split; XLA sums them, applies s·s_w·2^7
+  and the bias, and casts to out_dtype.
+  """
+  paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
+  kb, cfg = k // 32, config
+  nw = cfg.num_warps
+  act_scale = jnp.asarray(act_scale, jnp.float32)
+  args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
+  args += [w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF),
+           w.scales.reshape(n // 8, 2, 4, kb, 1, 1)]
+  in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
+              ] * len(paths)
+  in_specs += [pl.BlockSpec((2 * nw, 2, 4, kb, _HALVES, _HALF), lambda j, s: (j,) + (0,) * 5),
+               pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
+  kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=cfg, n_iter=n_iter,
+                             gpu=not interpret)
+  out = pl.pallas_call(
+      kernel, grid=(n // cfg.block_n, cfg.split_k), in_specs=in_specs,
+      out_specs=pl.BlockSpec((None, m, 2 * nw, 2, 4), lambda j, s: (s, 0, j, 0, 0)),
+      out_shape=jax.ShapeDtypeStruct((cfg.split_k, m, n // 8, 2, 4), jnp.float32),
+      interpret=interpret,
+      compiler_params=None if interpret else _compat.compiler_params(
+          cfg.num_warps, cfg.num_stages),
+      name=f"sharq_mma_gemv_{cfg.tag()}")(*args)
+  return finish_split_k(out.reshape(cfg.split_k, m, n), act_scale * w.scale * WEIGHT_FACTOR,
+                        bias, out_dtype)
