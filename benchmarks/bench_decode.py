@@ -141,7 +141,8 @@ def sec_check(rec, key, interpret: bool, ms=(1, 3, 8, 16)):
       for mode in PathMode:
         pr = sharq_prep(x, mode=mode, interpret=interpret)
         ref = sharq_gemm_reference(pr, pw)
-        impls = [GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= 8 else [])
+        impls = ([GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= 8 else [])
+                 + ([GemmImpl.MMA_GEMV] if m <= 16 else []))
         for impl in impls:
           e = harness.rel_err(sharq_gemm(pr, pw, impl=impl, interpret=interpret), ref)
           ok &= e < 1e-5
@@ -256,7 +257,7 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
             for j in range(CALLS)]
       s16 = [(xs[j], w.bf16[j % len(w.bf16)]) for j in range(CALLS)]
       s4 = [(xs[j], w.packed[j % len(w.packed)]) for j in range(CALLS)]
-      impl = resolve_impl(GemmImpl.AUTO, m)
+      impl = resolve_impl(GemmImpl.AUTO, m, n, k)
       cfg = gemv_config_for(best, m, n, k) if impl is GemmImpl.GEMV else None
       row = dict(section="linear", k=k, n=n, m=m, impl=impl.value, cfg=str(cfg),
                  packed_bytes=w.packed[0].nbytes(), bf16_bytes=2 * n * k)
@@ -273,16 +274,25 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
             sharq_matmul, mode=mode, impl=impl, gemm_config=cfg, interpret=interpret), s4))
       prs = [sharq_prep(x, interpret=interpret) for x in xs]
       # The GEMM alone, on paths already in the layout it reads (no conversion timed).
-      own = prep_layout(impl, m, cfg)
+      own = prep_layout(impl, m, cfg, n, k)
       prs_own = prs if own is PathLayout.MMA else [
           sharq_prep(x, layout=own, interpret=interpret) for x in xs]
       runs.append(("gemm", functools.partial(sharq_gemm, impl=impl, config=cfg,
                                              out_dtype=jnp.bfloat16, interpret=interpret),
                    [(prs_own[j], s4[j][1]) for j in range(CALLS)]))
-      if impl is GemmImpl.GEMV:
+      # The other small-M kernels on the same calls: the tensor-core PACKED kernel, and
+      # the two GEMVs where AUTO did not pick them (each on paths in its own layout).
+      if impl is not GemmImpl.PACKED:
         runs.append(("gemm_packed", functools.partial(
             sharq_gemm, impl=GemmImpl.PACKED, out_dtype=jnp.bfloat16, interpret=interpret),
             [(prs[j], s4[j][1]) for j in range(CALLS)]))
+      prs_planes = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
+      for other, name, limit in ((GemmImpl.GEMV, "gemm_gemv", 8),
+                                 (GemmImpl.MMA_GEMV, "gemm_mma_gemv", 16)):
+        if impl is not other and m <= limit:
+          runs.append((name, functools.partial(sharq_gemm, impl=other, out_dtype=jnp.bfloat16,
+                                               interpret=interpret),
+                       [(prs_planes[j], s4[j][1]) for j in range(CALLS)]))
       runs.append(("prep", lambda x: sharq_prep(x, interpret=interpret).paths,
                    [(x,) for x in xs]))
       # The kernel alone (scale given): the rest of "prep" is the XLA amax pass.
@@ -317,7 +327,8 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
         for suffix in ("_us", "_raw_us", "_span_us"):
           if "prep" + suffix in row:
             row[amax_rows[pcfg.in_kernel_amax] + suffix] = row["prep" + suffix]
-      for name in ("sharq_exact", "sharq_fast", "gemm", "gemm_packed"):
+      for name in ("sharq_exact", "sharq_fast", "gemm", "gemm_packed", "gemm_gemv",
+                   "gemm_mma_gemv"):
         if row.get(name + "_us") and row.get("bf16_us"):
           row[name + "_vs_bf16"] = row["bf16_us"] / row[name + "_us"]
       if row.get("gemm_us"):
@@ -330,10 +341,9 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
 def table(rows) -> str:
   """Markdown table of the linear section (µs per call: net wall or device busy)."""
   head = ("| K×N | M | bf16 | fp8 | nvfp4 sdg | SharQ exact | SharQ fast | GEMM | GEMM "
-          "(tensor-core) | prep | prep kernel alone | prep, amax in kernel | prep, amax by XLA | "
-          "exact vs bf16 | "
-          "GEMM weight TB/s |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+          "(tensor-core) | GEMV | MMA GEMV | prep | prep kernel alone | prep, amax in kernel | "
+          "prep, amax by XLA | exact vs bf16 | GEMM weight TB/s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
   f = lambda v, d=1: "—" if v is None else f"{v:.{d}f}"  # noqa: E731
   lines = []
   for r in rows:
@@ -341,7 +351,8 @@ def table(rows) -> str:
         f"| {r['k']}×{r['n']} | {r['m']} | {f(r.get('bf16_us'))} | {f(r.get('fp8_us'))} | "
         f"{f(r.get('nvfp4_sdg_us'))} | {f(r.get('sharq_exact_us'))} | "
         f"{f(r.get('sharq_fast_us'))} | {f(r.get('gemm_us'))} ({r['impl']}) | "
-        f"{f(r.get('gemm_packed_us'))} | {f(r.get('prep_us'))} | "
+        f"{f(r.get('gemm_packed_us'))} | {f(r.get('gemm_gemv_us'))} | "
+        f"{f(r.get('gemm_mma_gemv_us'))} | {f(r.get('prep_us'))} | "
         f"{f(r.get('prep_given_scale_us'))} | "
         f"{f(r.get('prep_kernel_amax_us'))} | {f(r.get('prep_xla_amax_us'))} | "
         f"{f(r.get('sharq_exact_vs_bf16'), 2)}× | {f(r.get('gemm_tbs'), 2)} |")

@@ -402,8 +402,9 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
             x, w, dn, preferred_element_type=jnp.bfloat16, configs=[nvfp4_cfg, nvfp4_cfg]),
             sets16, wbytes16)
       setsq = [(xs[i], pws[i % copies4]) for i in range(r)]
-      if resolve_impl(GemmImpl.AUTO, m) is GemmImpl.GEMV:  # the library's M = 1 kernel
-        impl, cfg = GemmImpl.GEMV, None
+      auto = resolve_impl(GemmImpl.AUTO, m, n, k)
+      if auto in (GemmImpl.GEMV, GemmImpl.MMA_GEMV):  # the library's small-M kernels
+        impl, cfg = auto, None
       elif m <= 64:
         cfg = pick_packed(best, m, n, k)
         impl = GemmImpl.PACKED
@@ -585,9 +586,9 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
       return
     kc = heavy_x(b.next_key(), bsz * ctx, NKV * HD).reshape(bsz, ctx, NKV, HD)
     vc = heavy_x(b.next_key(), bsz * ctx, NKV * HD).reshape(bsz, ctx, NKV, HD)
-    # The library's own choice (AUTO: GEMV at batch 1) unless a sweep picked tiles of
-    # the tensor-core kernel for a batch it runs at.
-    auto_gemv = resolve_impl(GemmImpl.AUTO, bsz) is GemmImpl.GEMV
+    # The library's own choice (AUTO: a GEMV at batch 1-4) unless a sweep picked tiles
+    # of the tensor-core kernel for a batch it runs at.
+    auto_gemv = resolve_impl(GemmImpl.AUTO, bsz) in (GemmImpl.GEMV, GemmImpl.MMA_GEMV)
     cfgs = {name: pick_packed(best, bsz, n, k) if best and not auto_gemv else None
             for name, (n, k) in shapes.items()}
     pcfgs = {name: prep_cfg_for(prep_pick, bsz, k) for name, (n, k) in shapes.items()}

@@ -1,0 +1,113 @@
+"""MMA GEMV against the CUDA-core GEMV and XLA bf16 at decode sizes (device time).
+
+For each big Llama shape and M: a correctness check of every MMA GEMV tile against the
+float32 reference (both path modes, M and M + 1 tokens), then device times (jax.profiler
+trace, harness.device_time_calls) of XLA bf16, the GEMV default and the MMA GEMV tiles,
+in one process, weights rotated beyond the L2. Lines go to OUT/log.txt and rows to
+OUT/results.jsonl.
+
+    python3 benchmarks/probe_mma_gemv.py --out $OUT/mma --ms 1,2,4,8 --budget_s 400
+    python3 benchmarks/probe_mma_gemv.py --smoke   # CPU: interpret mode, tiny shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _bootstrap, harness  # noqa: E402
+
+_bootstrap.setup()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from sharq_jax.kernels.sharq_matmul import (MmaGemvConfig, pack_weight_from_float,  # noqa: E402
+                                            sharq_gemm, sharq_gemm_reference)
+from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
+from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noqa: E402
+
+CALLS = 24
+ROTATE_BYTES = 240e6  # 4x the L2
+DN = (((1,), (1,)), ((), ()))
+# Tiles tried per (K, N): the run-18 probe's best and neighbours.
+TILES = {
+    (4096, 14336): [MmaGemvConfig(split_k=4), MmaGemvConfig(split_k=8),
+                    MmaGemvConfig(split_k=16), MmaGemvConfig(split_k=8, prefetch=False),
+                    MmaGemvConfig(split_k=8, num_warps=8)],
+    (14336, 4096): [MmaGemvConfig(split_k=16), MmaGemvConfig(split_k=8),
+                    MmaGemvConfig(split_k=16, num_warps=8),
+                    MmaGemvConfig(split_k=16, prefetch=False)],
+}
+SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False)]}
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--out", default="/tmp/probe_mma_gemv")
+  ap.add_argument("--ms", default="1,2,4,8")
+  ap.add_argument("--budget_s", type=float, default=400)
+  ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
+  args = ap.parse_args()
+  rec = harness.Recorder(args.out, args.budget_s)
+  interpret = args.smoke
+  tiles = SMOKE_TILES if args.smoke else TILES
+  key = jax.random.PRNGKey(0)
+  ms = [int(v) for v in args.ms.split(",")]
+  ok = True
+  for (k, n), cands in tiles.items():
+    c16 = max(1, math.ceil(ROTATE_BYTES / (2 * n * k))) if not interpret else 1
+    c4 = max(1, math.ceil(ROTATE_BYTES / (0.53125 * n * k))) if not interpret else 1
+    ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(max(c16, c4))]
+    pack = jax.jit(lambda w: pack_weight_from_float(w.astype(jnp.float32)))
+    w4, w16 = [pack(w) for w in ws[:c4]], ws[:c16]
+    for m in ms:
+      if rec.left() < 30:
+        rec.log("budget exhausted")
+        break
+      for cfg in cands:  # every tile against the reference first
+        for mode in PathMode:
+          for mm in (m, m + 1):
+            if mm > 16:
+              continue
+            x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
+            pr = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=interpret)
+            err = harness.rel_err(sharq_gemm(pr, w4[0], impl="mma_gemv", config=cfg,
+                                             interpret=interpret),
+                                  sharq_gemm_reference(pr, w4[0]))
+            ok &= err < 1e-5
+            rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {cfg.tag()}: rel_err {err:.2e}")
+      xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
+            for j in range(CALLS)]
+      prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
+      sets4 = [(prs[j], w4[j % c4]) for j in range(CALLS)]
+      row = dict(k=k, n=n, m=m)
+      runs = [("bf16", lambda x, w: jax.lax.dot_general(
+          x, w, DN, preferred_element_type=jnp.float32).astype(jnp.bfloat16),
+          [(xs[j], w16[j % c16]) for j in range(CALLS)])]
+      if m <= 8:
+        runs.append(("gemv", functools.partial(sharq_gemm, impl="gemv", out_dtype=jnp.bfloat16,
+                                               interpret=interpret), sets4))
+      runs += [(f"mma_{c.tag()}", functools.partial(
+          sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
+          interpret=interpret), sets4) for c in cands]
+      for name, fn, sets in runs:
+        if rec.left() < 20:
+          break
+        t0 = time.time()
+        d = harness.device_time_calls(fn, sets)
+        us = d["busy_s"] * 1e6 if d["kernels"] else math.nan
+        row[name + "_us"] = us
+        rec.log(f"[time] k={k} n={n} m={m} {name}: {us:.1f} us device "
+                f"({time.time() - t0:.0f} s)")
+      rec.record(section="probe", **row)
+  rec.log(f"[check] ALL OK: {ok}")
+
+
+if __name__ == "__main__":
+  main()
