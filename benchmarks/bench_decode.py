@@ -44,7 +44,8 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (GemmImpl, GemvConfig,  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (GEMV_MAX_M, MMA_GEMV_MAX_M,  # noqa: E402
+                                            GemmImpl, GemvConfig,
                                             default_gemv_config, pack_weight_from_float,
                                             prep_layout, resolve_impl, sharq_gemm,
                                             sharq_gemm_reference,
@@ -141,8 +142,8 @@ def sec_check(rec, key, interpret: bool, ms=(1, 3, 8, 16)):
       for mode in PathMode:
         pr = sharq_prep(x, mode=mode, interpret=interpret)
         ref = sharq_gemm_reference(pr, pw)
-        impls = ([GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= 8 else [])
-                 + ([GemmImpl.MMA_GEMV] if m <= 16 else []))
+        impls = ([GemmImpl.PACKED] + ([GemmImpl.GEMV] if m <= GEMV_MAX_M else [])
+                 + ([GemmImpl.MMA_GEMV] if m <= MMA_GEMV_MAX_M else []))
         for impl in impls:
           e = harness.rel_err(sharq_gemm(pr, pw, impl=impl, interpret=interpret), ref)
           ok &= e < 1e-5
@@ -286,9 +287,10 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
         runs.append(("gemm_packed", functools.partial(
             sharq_gemm, impl=GemmImpl.PACKED, out_dtype=jnp.bfloat16, interpret=interpret),
             [(prs[j], s4[j][1]) for j in range(CALLS)]))
-      prs_planes = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
-      for other, name, limit in ((GemmImpl.GEMV, "gemm_gemv", 8),
-                                 (GemmImpl.MMA_GEMV, "gemm_mma_gemv", 16)):
+      prs_planes = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret)
+                    for x in xs] if m <= MMA_GEMV_MAX_M else []
+      for other, name, limit in ((GemmImpl.GEMV, "gemm_gemv", GEMV_MAX_M),
+                                 (GemmImpl.MMA_GEMV, "gemm_mma_gemv", MMA_GEMV_MAX_M)):
         if impl is not other and m <= limit:
           runs.append((name, functools.partial(sharq_gemm, impl=other, out_dtype=jnp.bfloat16,
                                                interpret=interpret),

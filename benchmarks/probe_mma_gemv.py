@@ -27,8 +27,9 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (MmaGemvConfig, pack_weight_from_float,  # noqa: E402
-                                            sharq_gemm, sharq_gemm_reference)
+from sharq_jax.kernels.sharq_matmul import (MMA_GEMV_MAX_M, MmaGemvConfig,  # noqa: E402
+                                            pack_weight_from_float, sharq_gemm,
+                                            sharq_gemm_reference)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noqa: E402
 
@@ -73,7 +74,7 @@ def main():
       for cfg in cands:  # every tile against the reference first
         for mode in PathMode:
           for mm in (m, m + 1):
-            if mm > 16:
+            if mm > MMA_GEMV_MAX_M:
               continue
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
             pr = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=interpret)

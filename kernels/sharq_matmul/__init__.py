@@ -21,7 +21,8 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight
 
 __all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
            "gemv", "MMA_GEMV_AUTO_MAX_M", "MMA_GEMV_MAX_M", "MmaGemvConfig",
-           "default_mma_gemv_config", "mma_gemv", "PACKED_MAX_M", "prep_layout", "resolve_impl", "sharq_gemm",
+           "default_mma_gemv_config", "mma_gemv", "PACKED_MAX_M", "prep_layout",
+           "resolve_impl", "sharq_gemm",
            "sharq_gemm_reference", "sharq_matmul", "DenseGemmConfig", "Interleave",
            "Orient", "PackedGemmConfig", "default_dense_config", "default_packed_config",
            "PackedWeight", "expand_weight", "pack_weight", "pack_weight_from_float",

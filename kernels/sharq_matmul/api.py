@@ -31,24 +31,26 @@ class GemmImpl(enum.Enum):
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
   AUTO = "auto"  # GEMV, MMA_GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
-# H200 device times (BENCHMARKS.md "Session 6", the MMA GEMV and the GEMV in one run):
-# M = 1 the GEMV 26.3 / 27.3 us against 26.9 / 30.4 us (4096x14336 / 14336x4096);
-# M = 2 the MMA GEMV 30.9 / 40.4 us against 41.4 / 38.8; M = 4 51.5 / 52.0 against
-# 86.1 / 64.0. At M = 8 the MMA GEMV took 96-98 us; the tensor-core PACKED kernel's
-# linear measured 0.38-0.46x of bf16 (~70-85 us) in session 5 (another run).
+# H200 device times of the GEMMs (BENCHMARKS.md "Session 6", run 18, the MMA GEMV's
+# prototype and the GEMV in one run; 4096x14336 / 14336x4096): M = 1 GEMV 26.3 / 27.3
+# us, MMA GEMV 26.9 / 30.4; M = 2 GEMV 41.4 / 38.8, MMA GEMV (split 8) 32.1 / 40.4 -
+# the GEMV stays where K >= 8192; M = 4 GEMV 86.1 / 64.0, MMA GEMV 51.5 / 52.0. At M = 8
+# the MMA GEMV took 96-98 us; PACKED's whole linear measured ~70-85 us in session 5
+# (another run), so PACKED keeps M >= 5 until one run times both.
 GEMV_AUTO_MAX_M = 1
 MMA_GEMV_AUTO_MAX_M = 4
+GEMV_OVER_MMA_MIN_K = 8192  # at M = 2
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
 def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
                  k: int | None = None) -> GemmImpl:
-  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M (and, given the
-  weight's N and K, only a kernel whose tiles fit them: the MMA GEMV needs N and K in
-  multiples of 64, else PACKED runs)."""
+  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M and, where
+  given, the weight's N and K (the GEMV at M = 2 for K >= 8192; the MMA GEMV only
+  where its 64-row, 64-K tiles divide N and K, else PACKED)."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
-    if m <= GEMV_AUTO_MAX_M:
+    if m <= GEMV_AUTO_MAX_M or (m == 2 and k is not None and k >= GEMV_OVER_MMA_MIN_K):
       return GemmImpl.GEMV
     if m <= MMA_GEMV_AUTO_MAX_M and (n is None or mma_gemv_fits(n, k)):
       return GemmImpl.MMA_GEMV
@@ -66,7 +68,8 @@ _GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config),
 
 def mma_gemv_fits(n: int, k: int | None) -> bool:
   """Whether the MMA GEMV's smallest tile (64 rows, 64 K) divides an (N, K) weight."""
-  return n % MmaGemvConfig().block_n == 0 and (k is None or k % MmaGemvConfig.block_k == 0)
+  tile = MmaGemvConfig()
+  return n % tile.block_n == 0 and (k is None or k % tile.block_k == 0)
 
 
 def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
@@ -126,7 +129,8 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   if impl in _GEMVS:
     kernel, default = _GEMVS[impl]
     return kernel(prepared.paths, w, act_scale=prepared.scale, bias=bias,
-                  out_dtype=out_dtype, config=config or default(m, w.n, k),
+                  out_dtype=out_dtype,
+                  config=config if config is not None else default(m, w.n, k),
                   planes=prepared.layout is PathLayout.GEMV, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()

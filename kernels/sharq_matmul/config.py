@@ -137,7 +137,8 @@ GEMV_MAX_M = 8
 
 @dataclasses.dataclass(frozen=True)
 class MmaGemvConfig:
-  """Tensor-core GEMV (mma_gemv_gpu) for M <= MMA_GEMV_MAX_M tokens.
+  """Tensor-core GEMV (mma_gemv_gpu) for M <= MMA_GEMV_MAX_M tokens, N and K multiples
+  of 64.
 
   Grid (N / (16·num_warps), split_k). A program holds 16·num_warps weight rows in two
   row groups and steps through its K range 64 at a time; per step each thread decodes
@@ -175,8 +176,9 @@ class MmaGemvConfig:
     _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
 
 
-# Two activation columns per MMA group: 2·M groups of 4 MMAs per step in exact mode.
-MMA_GEMV_MAX_M = 16
+# Two activation columns per MMA group: M groups of 4 MMAs per step in exact mode. The
+# prototype was checked on the H200 up to M = 9 (run 18).
+MMA_GEMV_MAX_M = 8
 
 NUM_SMS_H200 = 132
 
@@ -239,12 +241,13 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
 
 
 def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
-  """MMA GEMV tile from the H200 probe (BENCHMARKS.md, "Session 6"): 64 rows (4 warps),
-  K split until a program runs 16 steps of 64 or fewer (4096x14336: split 4; 14336x4096:
-  split 16 with 8 warps was within 2 % of the best), the next step prefetched."""
-  del m
-  nw = 4 if n % 64 == 0 else 8
-  split = 1
-  while k % (2 * split * MmaGemvConfig.block_k) == 0 and k // (split * 64) > 16:
-    split *= 2
-  return MmaGemvConfig(split_k=split, num_warps=nw)
+  """MMA GEMV tile from the H200 probe of its prototype (BENCHMARKS.md, "Session 6",
+  run 18): 64 rows (4 warps), the next step prefetched, K split 8 ways (the best or
+  within 4 % of it at M = 2, 4, 8 on both big Llama shapes) or 4 ways at M = 1 where
+  K <= 4096 (26.9 against 28.1 us at 4096x14336); smaller splits where K needs them.
+  N must be a multiple of 64 (check() says so otherwise)."""
+  del n
+  split = 4 if m == 1 and k <= 4096 else 8
+  while split > 1 and k % (split * MmaGemvConfig.block_k):
+    split //= 2
+  return MmaGemvConfig(split_k=split)

@@ -28,10 +28,18 @@ shape against the float32 reference; interpret mode (CPU tests) runs the same ti
 with plain float32 products instead of the PTX.
 
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
-weights) per thread and tensor, exactly as the H200 verified them (session 6). A
-variant that carried codes and activations in int32 words (fewer unpack instructions)
-compiled to 30 % fewer instructions but gave wrong results on the H200 and was not
+weights) per thread and tensor. This is the design of the prototype that the H200
+checked and timed in session 6 (run 18); exporting both on the CPU gives the same Triton
+IR, kernel name aside, and the same sm_90a SASS (local Triton 3.6). This module itself
+has not run on the H200 yet. A variant that carried codes and activations in int32
+words compiled to 30 % fewer instructions but gave wrong results there and was not
 kept (kernels/NOTES.md, v6).
+
+Bad input: a NaN or Inf weight block (an E4M3 scale code 0x7F, only made from NaN/Inf
+weights) poisons the outputs of the 4 rows of its quad, not only its own row: the MMA
+multiplies the other lanes' weights by B's zeros, and NaN·0 is NaN. Finite inputs give
+the reference's products exactly; NaN/Inf activations poison their token's outputs as
+in the reference.
 """
 
 from __future__ import annotations
@@ -198,8 +206,7 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   and the bias, and casts to out_dtype.
   """
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
-  kb, cfg = k // 32, config
-  nw = cfg.num_warps
+  kb, nw = k // 32, config.num_warps
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
   args += [w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF),
@@ -208,15 +215,15 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
               ] * len(paths)
   in_specs += [pl.BlockSpec((2 * nw, 2, 4, kb, _HALVES, _HALF), lambda j, s: (j,) + (0,) * 5),
                pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
-  kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=cfg, n_iter=n_iter,
+  kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              gpu=not interpret)
   out = pl.pallas_call(
-      kernel, grid=(n // cfg.block_n, cfg.split_k), in_specs=in_specs,
+      kernel, grid=(n // config.block_n, config.split_k), in_specs=in_specs,
       out_specs=pl.BlockSpec((None, m, 2 * nw, 2, 4), lambda j, s: (s, 0, j, 0, 0)),
-      out_shape=jax.ShapeDtypeStruct((cfg.split_k, m, n // 8, 2, 4), jnp.float32),
+      out_shape=jax.ShapeDtypeStruct((config.split_k, m, n // 8, 2, 4), jnp.float32),
       interpret=interpret,
       compiler_params=None if interpret else _compat.compiler_params(
-          cfg.num_warps, cfg.num_stages),
-      name=f"sharq_mma_gemv_{cfg.tag()}")(*args)
-  return finish_split_k(out.reshape(cfg.split_k, m, n), act_scale * w.scale * WEIGHT_FACTOR,
-                        bias, out_dtype)
+          config.num_warps, config.num_stages),
+      name=f"sharq_mma_gemv_{config.tag()}")(*args)
+  return finish_split_k(out.reshape(config.split_k, m, n),
+                        act_scale * w.scale * WEIGHT_FACTOR, bias, out_dtype)

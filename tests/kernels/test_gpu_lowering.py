@@ -59,11 +59,11 @@ def test_gemv_lowers(weight, m, split):
   assert "sharq_gemv" in text
 
 
-@pytest.mark.parametrize("m,mode", [(1, PathMode.EXACT), (3, PathMode.FAST)])
-def test_mma_gemv_lowers(m, mode):
-  # the inline PTX (decode, mma.sync, shuffles) lowers with the 8-D tiles
+@pytest.mark.parametrize("m,mode,warps", [(1, PathMode.EXACT, 4), (3, PathMode.FAST, 8)])
+def test_mma_gemv_lowers(m, mode, warps):
+  # the kernel with its inline PTX strings lowers to Triton IR (ptxas runs on a GPU only)
   w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)
-  cfg = MmaGemvConfig(split_k=2, prefetch=m == 1)
+  cfg = MmaGemvConfig(split_k=2, num_warps=warps, prefetch=m == 1)
   text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
                          _prepared(m, 512, mode), w)
   assert "sharq_mma_gemv" in text

@@ -15,6 +15,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             pack_weight_from_float, prep_layout, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs
+from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import column_sets
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, Prepared, sharq_prep
 from tests.kernels.xla_ops import ops_outside_kernels
 
@@ -176,6 +177,10 @@ def test_gemv_limits_and_auto_pick(weight):
   assert resolve_impl("auto", 3, 4096, 4096) is GemmImpl.MMA_GEMV
   assert resolve_impl("auto", 3, 48, 128) is GemmImpl.PACKED
   assert prep_layout("auto", 3, None, 48, 128) is PathLayout.MMA
+  assert prep_layout("auto", 3) is PathLayout.GEMV
+  # M = 2: the GEMV where K >= 8192 (measured at 14336x4096), the MMA GEMV otherwise
+  assert resolve_impl("auto", 2, 4096, 14336) is GemmImpl.GEMV
+  assert resolve_impl("auto", 2, 14336, 4096) is GemmImpl.MMA_GEMV
   assert resolve_impl("auto", 9) is GemmImpl.PACKED
   assert resolve_impl("auto", 65) is GemmImpl.EXPANDED_XLA
   # The swept picks (N, K): bn 32 in 2 row groups, bk 128, split 16, 4 warps; the
@@ -244,7 +249,8 @@ def test_default_packed_config_covers_the_gpu():
                          ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
 def test_mma_gemv_matches_reference(weight, cfg, m):
   """Interpret mode runs the MMA GEMV's tiles, decode, activation planes, column sets
-  and split-K with float32 products in place of the PTX MMAs (checked on the H200)."""
+  and split-K with float32 products in place of the PTX MMAs (the PTX itself ran on
+  the H200 in the session-6 prototype, not in these tests)."""
   _, qw, pw = weight
   x = _heavy((m, 256), seed=300 + m, dtype=jnp.bfloat16)
   bias = jnp.linspace(-2, 2, 64)
@@ -253,23 +259,36 @@ def test_mma_gemv_matches_reference(weight, cfg, m):
     y = sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
     assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
+  # Paths in the MMA layout are permuted by XLA first: the same Y.
+  prep = sharq_prep(x, interpret=True)
+  np.testing.assert_array_equal(
+      np.asarray(sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, interpret=True)),
+      np.asarray(sharq_gemm(sharq_prep(x, layout=PathLayout.GEMV, interpret=True), pw,
+                            impl="mma_gemv", config=cfg, interpret=True)))
   # AUTO at M = 2 runs it, end to end against the core library's XLA sharq_dot.
   x2 = x[:2]
   y2 = sharq_matmul(x2, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
   assert _rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
 
 
-def test_mma_gemv_config_rules():
+def test_mma_gemv_config_rules(weight):
+  _, _, pw = weight
   with pytest.raises(ValueError, match="num_warps"):
     MmaGemvConfig(num_warps=2)  # a warp's lanes would span K: the PTX needs rows only
-  with pytest.raises(ValueError, match="M <= 16"):
-    MmaGemvConfig().check(17, 64, 256)
+  with pytest.raises(ValueError, match="M <= 8"):
+    MmaGemvConfig().check(9, 64, 256)
   with pytest.raises(ValueError, match="block_n"):
     MmaGemvConfig().check(1, 32, 256)
   with pytest.raises(ValueError, match="split_k"):
     MmaGemvConfig(split_k=8).check(1, 64, 256)
-  # Defaults: 64 rows, K split to at most 16 steps of 64; 8 warps where N needs 128s.
+  with pytest.raises(TypeError, match="GemvConfig"):
+    sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="mma_gemv",
+               config=GemvConfig(block_n=16, block_k=64), interpret=True)
+  # Defaults: 4 warps; K split 8 ways, 4 at M = 1 where K <= 4096, less where K needs it.
   assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(split_k=4)
-  assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(split_k=16)
-  assert default_mma_gemv_config(1, 64, 256) == MmaGemvConfig(split_k=1)
-  assert prep_layout("auto", 3) is PathLayout.GEMV
+  assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(split_k=8)
+  assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(split_k=8)
+  assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4)
+  # Two activation columns per MMA group; an odd count leaves the last half empty.
+  assert column_sets(1, 2) == [((0, 0), (1, 0))]
+  assert column_sets(3, 1) == [((0, 0), (0, 1)), ((0, 2), None)]
