@@ -25,7 +25,7 @@ class GemmImpl(enum.Enum):
   """Which GEMM runs after the preparation."""
 
   GEMV = "gemv"  # Pallas, FP4 payload decoded in registers, CUDA-core FMAs (M <= 8)
-  MMA_GEMV = "mma_gemv"  # the same in-register decode, products on mma.sync (M <= 16)
+  MMA_GEMV = "mma_gemv"  # the same in-register decode, products on mma.sync (M <= 8)
   PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM

@@ -153,7 +153,7 @@ class MmaGemvConfig:
   prefetch: bool = True
   num_stages: int = 1
 
-  block_k = 64  # K per step: two 32-blocks (fixed by the tile the H200 verified)
+  block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
 
   def __post_init__(self):
     if self.num_warps not in (4, 8):
