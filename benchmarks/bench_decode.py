@@ -287,8 +287,9 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
         runs.append(("gemm_packed", functools.partial(
             sharq_gemm, impl=GemmImpl.PACKED, out_dtype=jnp.bfloat16, interpret=interpret),
             [(prs[j], s4[j][1]) for j in range(CALLS)]))
-      prs_planes = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret)
-                    for x in xs] if m <= MMA_GEMV_MAX_M else []
+      prs_planes = prs_own if own is PathLayout.GEMV else (
+          [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
+          if m <= MMA_GEMV_MAX_M else [])
       for other, name, limit in ((GemmImpl.GEMV, "gemm_gemv", GEMV_MAX_M),
                                  (GemmImpl.MMA_GEMV, "gemm_mma_gemv", MMA_GEMV_MAX_M)):
         if impl is not other and m <= limit:
