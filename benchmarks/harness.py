@@ -3,6 +3,7 @@ and the timing loop (R calls inside one jit program, warm-up, median)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import statistics
@@ -26,6 +27,19 @@ def count_neq(a, b) -> int:
   a = np.asarray(a, np.float32)
   b = np.asarray(b, np.float32)
   return int(np.sum(~((a == b) | (np.isnan(a) & np.isnan(b)))))
+
+
+def parse_tiles(spec: str, cls) -> list:
+  """Tile configs from the command line: "split_k=4,prefetch=2;split_k=8" gives
+  [cls(split_k=4, prefetch=2), cls(split_k=8)] (values are Python literals)."""
+  tiles = []
+  for item in filter(None, (t.strip() for t in spec.split(";"))):
+    kwargs = {}
+    for pair in filter(None, item.split(",")):
+      name, _, value = pair.partition("=")
+      kwargs[name.strip()] = ast.literal_eval(value.strip())
+    tiles.append(cls(**kwargs))
+  return tiles
 
 
 class Recorder:

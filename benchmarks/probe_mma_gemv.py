@@ -8,6 +8,10 @@ OUT/results.jsonl.
 
     python3 benchmarks/probe_mma_gemv.py --out $OUT/mma --ms 1,2,4,8 --budget_s 400
     python3 benchmarks/probe_mma_gemv.py --smoke   # CPU: interpret mode, tiny shapes
+
+--mma_tiles / --gemv_tiles replace the tiles tried at every shape (semicolon-separated
+config fields, e.g. "split_k=4,prefetch=2;split_k=8,prefetch_activations=True"); the
+GEMV row is otherwise its default tile.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (MMA_GEMV_MAX_M, MmaGemvConfig,  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (MMA_GEMV_MAX_M, GemvConfig,  # noqa: E402
+                                            MmaGemvConfig,
                                             pack_weight_from_float, sharq_gemm,
                                             sharq_gemm_reference)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
@@ -54,10 +59,16 @@ def main():
   ap.add_argument("--ms", default="1,2,4,8")
   ap.add_argument("--budget_s", type=float, default=400)
   ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
+  ap.add_argument("--mma_tiles", default="", help="MMA GEMV tiles for every shape")
+  ap.add_argument("--gemv_tiles", default="", help="GEMV tiles for every shape")
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
   tiles = SMOKE_TILES if args.smoke else TILES
+  if args.mma_tiles:
+    mma_tiles = harness.parse_tiles(args.mma_tiles, MmaGemvConfig)
+    tiles = {shape: mma_tiles for shape in tiles}
+  gemv_tiles = harness.parse_tiles(args.gemv_tiles, GemvConfig)
   key = jax.random.PRNGKey(0)
   ms = [int(v) for v in args.ms.split(",")]
   ok = True
@@ -71,18 +82,20 @@ def main():
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
-      for cfg in cands:  # every tile against the reference first
+      checks = [("mma_gemv", c) for c in cands] + [("gemv", c) for c in gemv_tiles]
+      for impl, cfg in checks:  # every tile against the reference first
         for mode in PathMode:
           for mm in (m, m + 1):
             if mm > MMA_GEMV_MAX_M:
               continue
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
             pr = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=interpret)
-            err = harness.rel_err(sharq_gemm(pr, w4[0], impl="mma_gemv", config=cfg,
+            err = harness.rel_err(sharq_gemm(pr, w4[0], impl=impl, config=cfg,
                                              interpret=interpret),
                                   sharq_gemm_reference(pr, w4[0]))
             ok &= err < 1e-5
-            rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {cfg.tag()}: rel_err {err:.2e}")
+            rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {impl} {cfg.tag()}: "
+                    f"rel_err {err:.2e}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
             for j in range(CALLS)]
       prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
@@ -97,6 +110,9 @@ def main():
       runs += [(f"mma_{c.tag()}", functools.partial(
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
+      runs += [(f"gemv_{c.tag()}", functools.partial(
+          sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
+          interpret=interpret), sets4) for c in gemv_tiles]
       for name, fn, sets in runs:
         if rec.left() < 20:
           break

@@ -175,19 +175,33 @@ def decode_e4m3_scale_f32(scale_bits: jax.Array) -> jax.Array:
   return decode_e4m3_scale_f16(scale_bits).astype(jnp.float32) * np.float32(2.0**-7)
 
 
-def stream_steps(n_iter: int, load, multiply, init, *, prefetch: bool):
+def stream_steps(n_iter: int, load, multiply, init, *, depth: int):
   """fori_loop over n_iter K steps of a weight-streaming kernel: multiply(it, *load(it),
-  acc) -> acc. With prefetch, step it+1's loads are issued before step it's arithmetic
-  (carried in registers; the index is clamped on the last step), so a program keeps two
-  steps of HBM reads in flight: Triton does not software-pipeline loads that feed no
-  dot."""
-  if not prefetch:
+  acc) -> acc, with the loads of the next `depth` steps issued before a step's
+  arithmetic (Triton does not software-pipeline loads that feed no dot, so this is the
+  only way a program keeps several steps of HBM reads in flight).
+
+  depth = 0 loads and multiplies step by step. depth >= 1 keeps a ring of `depth` loaded
+  steps in the loop carry. With depth > 1 the loop body is unrolled `depth` times and
+  slot j always holds steps ≡ j (mod depth), so no carried value is copied between
+  slots (a copy would wait for its load to land). depth is lowered to the largest
+  divisor of n_iter not above it. Loads past the last step are clamped to it (cache
+  hits, results unused).
+  """
+  if depth <= 0:
     return jax.lax.fori_loop(0, n_iter, lambda it, acc: multiply(it, *load(it), acc), init)
+  depth = max(d for d in range(1, min(depth, n_iter) + 1) if n_iter % d == 0)
+  last = n_iter - 1
 
-  def body(it, carry):
-    *loaded, acc = carry
-    nxt = load(jnp.minimum(it + 1, n_iter - 1))
-    return (*nxt, multiply(it, *loaded, acc))
+  def body(i, carry):
+    *slots, acc = carry
+    nxt = []
+    for j, loaded in enumerate(slots):
+      it = i * depth + j if depth > 1 else i
+      nxt.append(load(jnp.minimum(it + depth, last)))  # issued before the arithmetic
+      acc = multiply(it, *loaded, acc)
+    return (*nxt, acc)
 
-  *_, acc = jax.lax.fori_loop(0, n_iter, body, (*load(0), init))
+  first = [load(j) for j in range(depth)]
+  *_, acc = jax.lax.fori_loop(0, n_iter // depth, body, (*first, init))
   return acc

@@ -33,6 +33,15 @@ def _pow2(name, v):
     raise ValueError(f"{name} must be a power of two, got {v}")
 
 
+def _prefetch_depth(v):
+  if not isinstance(v, int) or v < 0:
+    raise ValueError(f"prefetch must be a number of K steps >= 0, got {v!r}")
+
+
+def _prefetch_tag(v: int) -> str:
+  return "" if not v else ("p" if v == 1 else f"p{v}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PackedGemmConfig:
   """Packed-weight kernel: the FP4 payload is decoded in registers, block_k K at a time.
@@ -102,8 +111,11 @@ class GemvConfig:
   split_k: int = 1
   num_warps: int = 4
   num_stages: int = 3
-  # Load step i+1's weight bytes before step i's arithmetic (two steps in flight).
-  prefetch: bool = False
+  # K steps whose weight bytes are loaded ahead of the current step's arithmetic (0 or
+  # False: none; True = 1: two steps in flight).
+  prefetch: int = 0
+  # Whether the activations are loaded in that queue too.
+  prefetch_activations: bool = False
   # Split the block_n rows into this many groups that share each thread's activation
   # loads and float32 conversions (gemv_gpu); a power of two dividing block_n.
   row_groups: int = 1
@@ -116,13 +128,15 @@ class GemvConfig:
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
     _pow2("row_groups", self.row_groups)
+    _prefetch_depth(self.prefetch)
     if self.block_n % self.row_groups:
       raise ValueError(f"row_groups={self.row_groups} must divide block_n={self.block_n}")
 
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}k{self.block_k}s{self.split_k}w{self.num_warps}"
-            f"{'p' if self.prefetch else ''}{f'g{self.row_groups}' if self.row_groups > 1 else ''}")
+            f"{_prefetch_tag(self.prefetch)}{'a' if self.prefetch_activations else ''}"
+            f"{f'g{self.row_groups}' if self.row_groups > 1 else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
@@ -149,8 +163,11 @@ class MmaGemvConfig:
 
   split_k: int = 4
   num_warps: int = 4
-  # Load step i+1's code bytes before step i's MMAs (two steps in flight).
-  prefetch: bool = True
+  # K steps whose code bytes are loaded ahead of the current step's MMAs (0: none).
+  prefetch: int = 1
+  # Whether the activations are loaded in that queue too (else at their step: an L2
+  # round trip on every step's critical path).
+  prefetch_activations: bool = False
   num_stages: int = 1
 
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
@@ -160,6 +177,7 @@ class MmaGemvConfig:
       raise ValueError(f"num_warps must be 4 or 8, got {self.num_warps}")
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
+    _prefetch_depth(self.prefetch)
 
   @property
   def block_n(self) -> int:
@@ -167,7 +185,8 @@ class MmaGemvConfig:
 
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
-    return f"n{self.block_n}s{self.split_k}{'p' if self.prefetch else ''}"
+    return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self.prefetch)}"
+            f"{'a' if self.prefetch_activations else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

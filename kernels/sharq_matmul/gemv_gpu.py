@@ -63,7 +63,13 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
   rows = bn // groups
   it0 = pl.program_id(1) * n_iter
 
-  def load_weights(it):
+  def load_x(it):
+    """Token t, path p's even and odd planes for every (t, p)."""
+    kb0 = (it0 + it) * nb
+    return tuple((_plane(x_ref, t, 0, kb0, nb, rows, gpu), _plane(x_ref, t, 1, kb0, nb, rows, gpu))
+                 for t in range(m) for x_ref in x_refs)
+
+  def load(it):
     kb0 = (it0 + it) * nb
     # Scale tiles of the code tiles' shape (rows, nb, 1, 1): with row groups the local
     # sm_90a compile broadcasts them without shared memory. Loading the scale bytes per
@@ -72,27 +78,26 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     codes = tuple(w_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :] for g in range(groups))
     scale_bits = tuple(sc_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :]
                        for g in range(groups))
-    return codes, scale_bits
+    return codes, scale_bits, load_x(it) if cfg.prefetch_activations else None
 
-  def multiply(it, codes, scale_bits, accs):
-    kb0 = (it0 + it) * nb
+  def multiply(it, codes, scale_bits, planes, accs):
     weights = []
     for c, sb in zip(codes, scale_bits):
       scale = common.decode_e4m3_scale_f16(sb)
       lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
       # Ŵ'·2^-7, exact in float16 and float32
       weights.append(((lo * scale).astype(jnp.float32), (hi * scale).astype(jnp.float32)))
+    if planes is None:
+      planes = load_x(it)
     out = list(accs)
-    for t in range(m):
-      for x_ref in x_refs:
-        even = _plane(x_ref, t, 0, kb0, nb, rows, gpu)
-        odd = _plane(x_ref, t, 1, kb0, nb, rows, gpu)
-        for g, (lo, hi) in enumerate(weights):
-          out[t * groups + g] = out[t * groups + g] + lo * even + hi * odd
+    for i, (even, odd) in enumerate(planes):  # i = t·npaths + path
+      t = i // len(x_refs)
+      for g, (lo, hi) in enumerate(weights):
+        out[t * groups + g] = out[t * groups + g] + lo * even + hi * odd
     return tuple(out)
 
   zeros = (jnp.zeros((rows, nb, _HALVES, _HALF), jnp.float32),) * (m * groups)
-  accs = common.stream_steps(n_iter, load_weights, multiply, zeros, prefetch=cfg.prefetch)
+  accs = common.stream_steps(n_iter, load, multiply, zeros, depth=cfg.prefetch)
   if fused:  # factor = s·s_w·2^7 in the kernel: no XLA op between prep and GEMV
     factor = rest[0][...] * rest[1][...] * WEIGHT_FACTOR
   # One (1, rows) slice per token and group: Triton tensors must have power-of-two

@@ -138,12 +138,6 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   sets = column_sets(m, npaths)
   it0 = pl.program_id(1) * n_iter
 
-  def load_w(it):
-    kb0 = (it0 + it) * _BLOCKS
-    rows = [pl.ds(g * nw, nw) for g in range(2)]
-    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
-            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
-
   def x_plane(col, parity, kb0):
     p, t = col
     if gpu:  # stride-0 row dims: every lane reads the same κ activations
@@ -151,31 +145,43 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
                        pl.ds(kb0, _BLOCKS), parity, :, :]
     return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, _BLOCKS), parity, :, :], shape)
 
-  def multiply(it, codes, scale_bits, accs):
+  def load_x(it):
+    """Per column set: even and odd planes of both columns (the first again if alone)."""
     kb0 = (it0 + it) * _BLOCKS
+    return tuple(tuple(x_plane(c, par, kb0) for c in (c0, c1 or c0) for par in (0, 1))
+                 for c0, c1 in sets)
+
+  def load(it):
+    kb0 = (it0 + it) * _BLOCKS
+    rows = [pl.ds(g * nw, nw) for g in range(2)]
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
+            load_x(it) if cfg.prefetch_activations else None)
+
+  def multiply(it, codes, scale_bits, planes, accs):
     weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
     for c, sb in zip(codes, scale_bits):
       scale = common.decode_e4m3_scale_f16(sb)
       lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
       weights.append((lo * scale, hi * scale))
+    if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
+      planes = load_x(it)
     if gpu:
       (lo0, hi0), (lo1, hi1) = weights
-      return tuple(
-          _inline_asm(_mma_asm(), (lo0, lo1, hi0, hi1,
-                                   *(x_plane(c, par, kb0) for c in (c0, c1 or c0)
-                                     for par in (0, 1)), acc), _MMA_CONSTRAINTS)
-          for (c0, c1), acc in zip(sets, accs))
+      return tuple(_inline_asm(_mma_asm(), (lo0, lo1, hi0, hi1, *xs, acc), _MMA_CONSTRAINTS)
+                   for xs, acc in zip(planes, accs))
     out, i = list(accs), 0  # interpret: float32 products per column and group
-    for c in (c for s in sets for c in s if c is not None):
-      xe, xo = (x_plane(c, par, kb0).astype(jnp.float32) for par in (0, 1))
-      for lo, hi in weights:
-        out[i] = out[i] + lo.astype(jnp.float32) * xe + hi.astype(jnp.float32) * xo
-        i += 1
+    for (c0, c1), xs in zip(sets, planes):
+      for xe, xo in ((xs[0], xs[1]), (xs[2], xs[3]))[:1 + (c1 is not None)]:
+        for lo, hi in weights:
+          out[i] = (out[i] + lo.astype(jnp.float32) * xe.astype(jnp.float32)
+                    + hi.astype(jnp.float32) * xo.astype(jnp.float32))
+          i += 1
     return tuple(out)
 
   n_acc = len(sets) if gpu else 2 * sum(c is not None for s in sets for c in s)
   zeros = (jnp.zeros(shape, jnp.float32),) * n_acc
-  accs = common.stream_steps(n_iter, load_w, multiply, zeros, prefetch=cfg.prefetch)
+  accs = common.stream_steps(n_iter, load, multiply, zeros, depth=cfg.prefetch)
 
   col_index = {c: i for i, c in enumerate(c for s in sets for c in s if c is not None)}
   for tok in range(m):

@@ -93,3 +93,18 @@ def test_div_rn_interpret_is_true_division(shape):
   y = np.float32(0.6904761791229248)
   got = np.asarray(jax.jit(lambda a: C.div_rn(a, y, gpu=False))(x))
   np.testing.assert_array_equal(got, x / y)
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 5])
+def test_stream_steps_multiplies_every_step_once_in_order_with_its_own_loads(depth):
+  # load(it) = it + 100, so a step that got a stale or clamped load shows; the fold
+  # acc·31 + step + load is order-sensitive, so skipped, repeated or reordered steps show.
+  for n_iter in (1, 2, 4, 6, 7):
+    got = C.stream_steps(
+        n_iter, lambda it: (jnp.asarray(it) + 100,),
+        lambda it, loaded, acc: acc * 31 + jnp.asarray(it) + loaded,
+        jnp.int32(0), depth=depth)
+    want = 0
+    for it in range(n_iter):
+      want = (want * 31 + it + it + 100) % 2**32
+    assert int(got) % 2**32 == want, (depth, n_iter)

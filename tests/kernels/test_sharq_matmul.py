@@ -85,13 +85,17 @@ def test_packed_gemm_matches_reference(weight, cfg, m):
 
 GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True, row_groups=2), 1),
         (GemvConfig(block_n=16, block_k=64, row_groups=2), 8),
-        (GemvConfig(block_n=32, block_k=32, split_k=4, prefetch=True, row_groups=4), 3)]
-# (tile, M): fused and split-K, with and without the weight prefetch and row groups
+        (GemvConfig(block_n=32, block_k=32, split_k=4, prefetch=True, row_groups=4), 3),
+        (GemvConfig(block_n=16, block_k=32, prefetch=3, prefetch_activations=True,
+                    row_groups=2), 2)]
+# (tile, M): fused and split-K, with and without the weight prefetch (3 steps deep with
+# the activations: 8 steps, so a ring of 2 slots) and row groups
 
 
 @pytest.mark.parametrize("cfg,m", GEMV,
                          ids=lambda v: f"bn{v.block_n}-bk{v.block_k}-s{v.split_k}"
-                         f"{'-pf' if v.prefetch else ''}-g{v.row_groups}"
+                         f"-pf{int(v.prefetch)}{'a' if v.prefetch_activations else ''}"
+                         f"-g{v.row_groups}"
                          if isinstance(v, GemvConfig) else f"m{v}")
 def test_gemv_matches_reference(weight, cfg, m):
   _, _, pw = weight
@@ -245,7 +249,9 @@ def test_default_packed_config_covers_the_gpu():
 
 @pytest.mark.parametrize("cfg,m", [(MmaGemvConfig(split_k=2), 1),
                                    (MmaGemvConfig(split_k=1, prefetch=False), 3),
-                                   (MmaGemvConfig(split_k=4), 5)],
+                                   (MmaGemvConfig(split_k=4), 5),
+                                   (MmaGemvConfig(split_k=1, prefetch=4,
+                                                  prefetch_activations=True), 2)],
                          ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
 def test_mma_gemv_matches_reference(weight, cfg, m):
   """Interpret mode runs the MMA GEMV's tiles, decode, activation planes, column sets
