@@ -376,6 +376,9 @@ def main():
   ap.add_argument("--timer", default="wall", choices=[t.value for t in Timer],
                   help="wall: host clock, net of a null program; device: kernel time "
                   "from a profiler trace (busy; the in-program span in the log)")
+  ap.add_argument("--shapes", default="",
+                  help="KxN weight shapes of every section, e.g. "
+                  "4096x14336,14336x4096 (default: the four Llama-3.1-8B shapes)")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: tiny shapes, kernels in interpret mode")
   args = ap.parse_args()
@@ -383,6 +386,8 @@ def main():
   if args.smoke:
     SHAPES, BIG, ROTATE_BYTES, CALLS = [(256, 64)], [(256, 64)], 1e4, 2
     harness.WARMUP_SECONDS = 0.0  # no GPU clock to ramp up
+  if args.shapes and not args.smoke:
+    SHAPES = [tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")]
   rec = harness.Recorder(args.out, args.budget_s)
   rec.log(f"[env] jax {jax.__version__} devices {jax.devices()} "
           f"date {time.strftime('%Y-%m-%d %H:%M:%S')} argv {sys.argv[1:]}")

@@ -260,13 +260,30 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
 
 
 def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
-  """MMA GEMV tile from the H200 probe of its prototype (BENCHMARKS.md, "Session 6",
-  run 18): 64 rows (4 warps), the next step prefetched, K split 8 ways (the best or
-  within 4 % of it at M = 2, 4, 8 on both big Llama shapes) or 4 ways at M = 1 where
-  K <= 4096 (26.9 against 28.1 us at 4096x14336); smaller splits where K needs them.
-  N must be a multiple of 64 (check() says so otherwise)."""
-  del n
-  split = 4 if m == 1 and k <= 4096 else 8
-  while split > 1 and k % (split * MmaGemvConfig.block_k):
+  """MMA GEMV tile from the H200 probes (BENCHMARKS.md, "Session 6" run 18 and "Session
+  7" runs 21-22, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
+
+  M = 1: K split until the grid has >= 448 programs (~3.4 per SM: split 2 / 8), and a
+  prefetch queue of 4 steps with the activations where the split is <= 4, else 2
+  (22.0 / 26.7 us; one step ahead: 27.1 / 30.7). M = 2: split 8, 2 steps ahead (29.7
+  against 32.4 us at 4096x14336). M >= 3: split 8, one step ahead (deeper queues spill
+  registers there: 51.3 against 60.4-71.1 us at M = 4). Splits shrink where K needs
+  it; N must be a multiple of 64 (check() says so otherwise)."""
+  base = MmaGemvConfig()
+  if m == 1:
+    split = 1
+    while (n // base.block_n) * split < _MMA_GEMV_M1_PROGRAMS:
+      split *= 2
+  else:
+    split = 8
+  while split > 1 and k % (split * base.block_k):
     split //= 2
-  return MmaGemvConfig(split_k=split)
+  if m == 1:
+    return MmaGemvConfig(split_k=split, prefetch=4 if split <= 4 else 2,
+                         prefetch_activations=True)
+  return MmaGemvConfig(split_k=split, prefetch=2 if m == 2 else 1)
+
+
+# Programs the M = 1 grid aims for: enough that the deep prefetch queues of ~3 resident
+# programs per SM keep the HBM busy (runs 21-22).
+_MMA_GEMV_M1_PROGRAMS = 448

@@ -173,12 +173,16 @@ def test_gemv_limits_and_auto_pick(weight):
   with pytest.raises(ValueError, match="block_n"):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
                config=GemvConfig(block_n=128), interpret=True)
-  assert resolve_impl("auto", 1) is GemmImpl.GEMV
-  for m in (2, 3, 4):  # measured (session 6): the MMA GEMV beats the GEMV from M = 2
+  # measured (sessions 6-7): the MMA GEMV beats the GEMV at M <= 4 (with its prefetch
+  # queue at M = 1)
+  for m in (1, 2, 3, 4):
     assert resolve_impl("auto", m) is GemmImpl.MMA_GEMV
   assert resolve_impl("auto", 5) is GemmImpl.PACKED
-  # where its 64-row, 64-K tiles do not fit the weight, AUTO runs PACKED instead
+  # where its 64-row, 64-K tiles do not fit the weight, AUTO runs the GEMV at M = 1
+  # and PACKED from M = 2 (M = 2 with K >= 8192 runs the GEMV anyway)
   assert resolve_impl("auto", 3, 4096, 4096) is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", 1, 48, 128) is GemmImpl.GEMV
+  assert resolve_impl("auto", 2, 48, 128) is GemmImpl.PACKED
   assert resolve_impl("auto", 3, 48, 128) is GemmImpl.PACKED
   assert prep_layout("auto", 3, None, 48, 128) is PathLayout.MMA
   assert prep_layout("auto", 3) is PathLayout.GEMV
@@ -290,10 +294,17 @@ def test_mma_gemv_config_rules(weight):
   with pytest.raises(TypeError, match="GemvConfig"):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="mma_gemv",
                config=GemvConfig(block_n=16, block_k=64), interpret=True)
-  # Defaults: 4 warps; K split 8 ways, 4 at M = 1 where K <= 4096, less where K needs it.
-  assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(split_k=4)
-  assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(split_k=8)
-  assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(split_k=8)
+  # Defaults (N, K): 4 warps. M = 1: K split until >= 448 programs, 4 steps queued with
+  # the activations where the split is <= 4, else 2. M = 2: split 8, 2 steps ahead;
+  # M >= 3: split 8, one step ahead. Less split where K needs it.
+  assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(
+      split_k=2, prefetch=4, prefetch_activations=True)
+  assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(
+      split_k=8, prefetch=2, prefetch_activations=True)
+  assert default_mma_gemv_config(1, 1024, 4096) == MmaGemvConfig(
+      split_k=32, prefetch=2, prefetch_activations=True)
+  assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(split_k=8, prefetch=2)
+  assert default_mma_gemv_config(3, 4096, 14336) == MmaGemvConfig(split_k=8, prefetch=1)
   assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4)
   # Two activation columns per MMA group; an odd count leaves the last half empty.
   assert column_sets(1, 2) == [((0, 0), (1, 0))]
