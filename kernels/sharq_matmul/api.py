@@ -32,16 +32,14 @@ class GemmImpl(enum.Enum):
   AUTO = "auto"  # GEMV, MMA_GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
 
 # H200 device times of the GEMMs (BENCHMARKS.md "Session 6" run 18 and "Session 7" runs
-# 21-22, default tiles; 4096x14336 / 14336x4096): M = 1 GEMV 26.3 / 27.1 us, MMA GEMV
-# with its prefetch queue 22.0 / 26.7; M = 2 GEMV 41.4 / 38.8, MMA GEMV 29.7 (2 steps
-# ahead) / 40.4 (one step ahead; two not timed there) - the GEMV stays at M = 2 where
-# K >= 8192; M = 4 GEMV 86.1 / 64.0, MMA GEMV 51.5 / 52.0. At M = 8 the MMA GEMV took
+# 21-23, default tiles; 4096x14336 / 14336x4096): M = 1 GEMV 26.7 / 27.4 us, MMA GEMV
+# with its prefetch queue 22.1 / 26.9; M = 2 GEMV 41.2 / 39.0, MMA GEMV (2 steps ahead)
+# 29.8 / 29.4; M = 4 GEMV 86.1 / 64.0, MMA GEMV 51.5 / 52.0. At M = 8 the MMA GEMV took
 # 96-98 us; PACKED's whole linear measured ~70-85 us in session 5 (another run), so
 # PACKED keeps M >= 5 until one run times both. The GEMV is the fallback at M = 1
 # where the MMA GEMV's tiles do not divide the weight.
 GEMV_AUTO_MAX_M = 1
 MMA_GEMV_AUTO_MAX_M = 4
-GEMV_OVER_MMA_MIN_K = 8192  # at M = 2
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
@@ -49,14 +47,12 @@ def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
                  k: int | None = None) -> GemmImpl:
   """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M and, where
   given, the weight's N and K: the MMA GEMV at M <= 4 where its 64-row, 64-K tiles
-  divide N and K, except M = 2 with K >= 8192 (the GEMV); else the GEMV at M = 1 and
-  PACKED up to M = 64."""
+  divide N and K, else the GEMV at M = 1 and PACKED up to M = 64."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
-    gemv_wins = m == 2 and k is not None and k >= GEMV_OVER_MMA_MIN_K
-    if m <= MMA_GEMV_AUTO_MAX_M and not gemv_wins and (n is None or mma_gemv_fits(n, k)):
+    if m <= MMA_GEMV_AUTO_MAX_M and (n is None or mma_gemv_fits(n, k)):
       return GemmImpl.MMA_GEMV
-    if m <= GEMV_AUTO_MAX_M or gemv_wins:
+    if m <= GEMV_AUTO_MAX_M:
       return GemmImpl.GEMV
     return GemmImpl.PACKED if m <= PACKED_MAX_M else GemmImpl.EXPANDED_XLA
   return impl
