@@ -78,6 +78,10 @@ def main():
     ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(max(c16, c4))]
     pack = jax.jit(lambda w: pack_weight_from_float(w.astype(jnp.float32)))
     w4, w16 = [pack(w) for w in ws[:c4]], ws[:c16]
+    # Bad input: NaN/Inf blocks in rows 1, 6 and N-3 poison those rows only (not the
+    # other rows of their quads, as NaN fed to the MMA would).
+    w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
+                 .at[n - 3, k - 5].set(jnp.nan))
     for m in ms:
       if rec.left() < 30:
         rec.log("budget exhausted")
@@ -96,6 +100,17 @@ def main():
             ok &= err < 1e-5
             rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {impl} {cfg.tag()}: "
                     f"rel_err {err:.2e}")
+        pr = sharq_prep(mm_specs.heavy_activations(jax.random.fold_in(key, 77), m, k),
+                        layout=PathLayout.GEMV, interpret=interpret)
+        y = sharq_gemm(pr, w_bad, impl=impl, config=cfg, interpret=interpret)
+        ref = sharq_gemm_reference(pr, w_bad)
+        nan_rows = sorted(set(jnp.flatnonzero(jnp.isnan(y).any(axis=0)).tolist()))
+        same = bool(jnp.array_equal(jnp.isnan(y), jnp.isnan(ref)))
+        finite = ~jnp.isnan(ref)
+        err = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
+        ok &= same and nan_rows == [1, 6, n - 3] and err < 1e-5
+        rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
+                f"NaN pattern equal {same}, finite rel_err {err:.2e}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
             for j in range(CALLS)]
       prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]

@@ -36,10 +36,11 @@ words compiled to 30 % fewer instructions but gave wrong results there and was n
 kept (kernels/NOTES.md, v6).
 
 Bad input: a NaN or Inf weight block (an E4M3 scale code 0x7F, only made from NaN/Inf
-weights) poisons the outputs of the 4 rows of its quad, not only its own row: the MMA
-multiplies the other lanes' weights by B's zeros, and NaN·0 is NaN. Finite inputs give
-the reference's products exactly; NaN/Inf activations poison their token's outputs as
-in the reference.
+weights) enters the MMAs as zeros, and a per-row flag carried through the K loop turns
+that row's outputs into NaN after the shuffles, as in the reference. (Fed as NaN, it
+would poison the 4 rows of its quad: the MMA multiplies the other lanes' weights by B's
+zeros, and NaN·0 is NaN.) Finite inputs give the reference's products exactly;
+NaN/Inf activations poison their token's outputs as in the reference.
 """
 
 from __future__ import annotations
@@ -158,12 +159,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
             tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
             load_x(it) if cfg.prefetch_activations else None)
 
-  def multiply(it, codes, scale_bits, planes, accs):
-    weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
-    for c, sb in zip(codes, scale_bits):
-      scale = common.decode_e4m3_scale_f16(sb)
-      lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
-      weights.append((lo * scale, hi * scale))
+  def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
       planes = load_x(it)
     if gpu:
@@ -179,9 +175,30 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
           i += 1
     return tuple(out)
 
+  def multiply(it, codes, scale_bits, planes, carry):
+    accs, flags = carry
+    weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
+    new_flags = []
+    for c, sb, flag in zip(codes, scale_bits, flags):
+      # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered per
+      # row: the MMA multiplies every lane's weights by B's zeros too, and NaN·0 would
+      # poison the other rows of the quad.
+      bad = (sb & 0x7F) == 0x7F
+      scale = jnp.where(bad, jnp.float16(0), common.decode_e4m3_scale_f16(sb))
+      new_flags.append(flag | bad.astype(jnp.uint8))
+      lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
+      weights.append((lo * scale, hi * scale))
+    return products(weights, planes, accs, it), tuple(new_flags)
+
   n_acc = len(sets) if gpu else 2 * sum(c is not None for s in sets for c in s)
   zeros = (jnp.zeros(shape, jnp.float32),) * n_acc
-  accs = common.stream_steps(n_iter, load, multiply, zeros, depth=cfg.prefetch)
+  # Per (row, block) of the scale tile: 1 once a NaN/Inf block was seen. (The local
+  # sm_90a compile loads each step's scale bytes twice for it, in two register layouts:
+  # 2 more byte loads per step, L1 hits; flags reduced from the codes' shape did the
+  # same.)
+  no_flags = (jnp.zeros(shape[:4] + (1, 1), jnp.uint8),) * 2
+  accs, flags = common.stream_steps(n_iter, load, multiply, (zeros, no_flags),
+                                    depth=cfg.prefetch)
 
   col_index = {c: i for i, c in enumerate(c for s in sets for c in s if c is not None)}
   for tok in range(m):
@@ -195,6 +212,8 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
                   if gpu else accs[2 * col_index[c] + g])
           v = part if v is None else v + part
       y = jnp.sum(jnp.sum(jnp.sum(v, axis=5), axis=4), axis=3)  # (nw, 2, 4): 8·nw rows
+      bad_row = jnp.max(jnp.max(jnp.max(flags[g], axis=5), axis=4), axis=3) > 0
+      y = jnp.where(bad_row, jnp.float32(jnp.nan), y)
       o_ref[pl.ds(tok, 1), pl.ds(g * nw, nw), :, :] = y[None]
 
 

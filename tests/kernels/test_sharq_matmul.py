@@ -281,6 +281,26 @@ def test_mma_gemv_matches_reference(weight, cfg, m):
   assert _rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
 
 
+def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
+  """Rows 1 (NaN) and 6 (Inf) have a bad 32-block; their quads' other rows (0, 2, 3 and
+  4, 5, 7) must stay finite and equal the reference. The kernel zeroes bad blocks in
+  the MMA operands and restores NaN per row from a flag after the K loop, so here (as on
+  the GPU) a broken flag gives finite rows 1 and 6."""
+  w = np.array(_heavy((64, 256), seed=11, scale=0.05))
+  w[1, 40], w[6, 200] = np.nan, np.inf
+  pw = pack_weight_from_float(jnp.asarray(w))
+  x = _heavy((3, 256), seed=12, dtype=jnp.bfloat16)
+  for cfg in (MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=2,
+                                                      prefetch_activations=True)):
+    prep = sharq_prep(x, layout=PathLayout.GEMV, interpret=True)
+    y = np.asarray(sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, interpret=True))
+    ref = np.asarray(sharq_gemm_reference(prep, pw))
+    assert np.array_equal(np.isnan(ref), np.isnan(y)), cfg
+    assert set(np.flatnonzero(np.isnan(y).any(axis=0))) == {1, 6}
+    ok = ~np.isnan(ref)
+    assert _rel(y[ok], ref[ok]) < 1e-6
+
+
 def test_mma_gemv_config_rules(weight):
   _, _, pw = weight
   with pytest.raises(ValueError, match="num_warps"):
