@@ -108,9 +108,17 @@ def main():
         same = bool(jnp.array_equal(jnp.isnan(y), jnp.isnan(ref)))
         finite = ~jnp.isnan(ref)
         err = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
-        ok &= same and nan_rows == [1, 6, n - 3] and err < 1e-5
+        finite = ~jnp.isnan(y)
+        err_ours = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
+        if getattr(cfg, "isolate_nan_rows", True):  # the reference's NaN rows exactly
+          good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
+        else:  # by design the NaN may reach the other 3 rows of the bad row's MMA quad
+          good = ({1, 6, n - 3} <= set(nan_rows) and len(nan_rows) <= 12
+                  and err_ours < 1e-5)
+        ok &= good
         rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
-                f"NaN pattern equal {same}, finite rel_err {err:.2e}")
+                f"NaN pattern equal {same}, finite rel_err {err:.2e} / {err_ours:.2e}: "
+                f"{'OK' if good else 'FAIL'}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
             for j in range(CALLS)]
       prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]

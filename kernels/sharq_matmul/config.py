@@ -168,6 +168,10 @@ class MmaGemvConfig:
   # Whether the activations are loaded in that queue too (else at their step: an L2
   # round trip on every step's critical path).
   prefetch_activations: bool = False
+  # Confine a NaN/Inf weight block's NaN to its own row's outputs, as the reference
+  # does (a per-row flag through the K loop; 1.4x slower at M = 1 on the H200, run 25).
+  # Off: the NaN also reaches the 3 other rows of its MMA quad (mma_gemv_gpu).
+  isolate_nan_rows: bool = False
   num_stages: int = 1
 
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
@@ -186,7 +190,7 @@ class MmaGemvConfig:
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self.prefetch)}"
-            f"{'a' if self.prefetch_activations else ''}")
+            f"{'a' if self.prefetch_activations else ''}{'i' if self.isolate_nan_rows else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

@@ -35,12 +35,17 @@ has not run on the H200 yet. A variant that carried codes and activations in int
 words compiled to 30 % fewer instructions but gave wrong results there and was not
 kept (kernels/NOTES.md, v6).
 
-Bad input: a NaN or Inf weight block (an E4M3 scale code 0x7F, only made from NaN/Inf
-weights) enters the MMAs as zeros, and a per-row flag carried through the K loop turns
-that row's outputs into NaN after the shuffles, as in the reference. (Fed as NaN, it
-would poison the 4 rows of its quad: the MMA multiplies the other lanes' weights by B's
-zeros, and NaN·0 is NaN.) Finite inputs give the reference's products exactly;
-NaN/Inf activations poison their token's outputs as in the reference.
+Bad input: by default a NaN or Inf weight block (an E4M3 scale code 0x7F, only made
+from NaN/Inf weights) poisons the outputs of the 4 rows of its quad, not only its own
+row as in the reference: the MMA multiplies the other lanes' weights by B's zeros, and
+NaN·0 is NaN. The output still shows the NaN (DESIGN.md 2.7), on 3 rows too many.
+MmaGemvConfig(isolate_nan_rows=True) gives the reference's NaN rows exactly: bad blocks
+enter the MMAs as zeros and a per-row flag carried through the K loop restores NaN
+after the shuffles; checked on the H200 (run 25), where it cost 22.0 -> 31.1 us at
+4096x14336, M = 1 (the flag loads every step's scale bytes a second time in another
+register layout), so it is off by default. Finite inputs give the reference's
+products exactly; NaN/Inf activations poison their token's outputs as in the
+reference.
 """
 
 from __future__ import annotations
@@ -179,24 +184,25 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
     accs, flags = carry
     weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
     new_flags = []
-    for c, sb, flag in zip(codes, scale_bits, flags):
-      # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered per
-      # row: the MMA multiplies every lane's weights by B's zeros too, and NaN·0 would
-      # poison the other rows of the quad.
-      bad = (sb & 0x7F) == 0x7F
-      scale = jnp.where(bad, jnp.float16(0), common.decode_e4m3_scale_f16(sb))
-      new_flags.append(flag | bad.astype(jnp.uint8))
+    for g, (c, sb) in enumerate(zip(codes, scale_bits)):
+      scale = common.decode_e4m3_scale_f16(sb)
+      if cfg.isolate_nan_rows:
+        # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered
+        # per row: the MMA multiplies every lane's weights by B's zeros too, and NaN·0
+        # would poison the other rows of the quad.
+        bad = (sb & 0x7F) == 0x7F
+        scale = jnp.where(bad, jnp.float16(0), scale)
+        new_flags.append(flags[g] | bad.astype(jnp.uint8))
       lo, hi = common.decode_nibbles_f16(c, gpu=gpu)
       weights.append((lo * scale, hi * scale))
     return products(weights, planes, accs, it), tuple(new_flags)
 
   n_acc = len(sets) if gpu else 2 * sum(c is not None for s in sets for c in s)
   zeros = (jnp.zeros(shape, jnp.float32),) * n_acc
-  # Per (row, block) of the scale tile: 1 once a NaN/Inf block was seen. (The local
-  # sm_90a compile loads each step's scale bytes twice for it, in two register layouts:
-  # 2 more byte loads per step, L1 hits; flags reduced from the codes' shape did the
-  # same.)
-  no_flags = (jnp.zeros(shape[:4] + (1, 1), jnp.uint8),) * 2
+  # isolate_nan_rows: per (row, block) of the scale tile, 1 once a NaN/Inf block was
+  # seen. (The local sm_90a compile loads each step's scale bytes twice for it, in two
+  # register layouts; flags reduced from the codes' shape did the same.)
+  no_flags = (jnp.zeros(shape[:4] + (1, 1), jnp.uint8),) * 2 if cfg.isolate_nan_rows else ()
   accs, flags = common.stream_steps(n_iter, load, multiply, (zeros, no_flags),
                                     depth=cfg.prefetch)
 
@@ -212,8 +218,9 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
                   if gpu else accs[2 * col_index[c] + g])
           v = part if v is None else v + part
       y = jnp.sum(jnp.sum(jnp.sum(v, axis=5), axis=4), axis=3)  # (nw, 2, 4): 8·nw rows
-      bad_row = jnp.max(jnp.max(jnp.max(flags[g], axis=5), axis=4), axis=3) > 0
-      y = jnp.where(bad_row, jnp.float32(jnp.nan), y)
+      if cfg.isolate_nan_rows:
+        bad_row = jnp.max(jnp.max(jnp.max(flags[g], axis=5), axis=4), axis=3) > 0
+        y = jnp.where(bad_row, jnp.float32(jnp.nan), y)
       o_ref[pl.ds(tok, 1), pl.ds(g * nw, nw), :, :] = y[None]
 
 
