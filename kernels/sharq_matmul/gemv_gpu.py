@@ -66,7 +66,7 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
   def load_x(it):
     """Token t, path p's even and odd planes for every (t, p)."""
     kb0 = (it0 + it) * nb
-    return tuple((_plane(x_ref, t, 0, kb0, nb, rows, gpu), _plane(x_ref, t, 1, kb0, nb, rows, gpu))
+    return tuple(tuple(_plane(x_ref, t, parity, kb0, nb, rows, gpu) for parity in (0, 1))
                  for t in range(m) for x_ref in x_refs)
 
   def load(it):
