@@ -11,7 +11,8 @@ Sections:
   sweep   GEMV tiles at the --sweep_ms on the two big shapes, on paths prepared in the
           GEMV's layout (wall timer: coordinate descent from the default; device timer:
           the gemv_candidates list); the best tile per (shape, M) is used below
-          wherever AUTO runs the GEMV;
+          wherever AUTO runs the GEMV (since session 7 only the M = 1 fallback for
+          weights the MMA GEMV's 64x64 tiles do not divide);
   linear  per shape and M: XLA bf16 jnp.dot, fp8 dot, jax.nn.scaled_dot_general NVFP4,
           the whole SharQ linear (prep + GEMM, exact and fast), the GEMM alone and the
           prep alone. Every timing: R = 24 calls in one jit program with distinct
@@ -388,6 +389,7 @@ def main():
     harness.WARMUP_SECONDS = 0.0  # no GPU clock to ramp up
   if args.shapes and not args.smoke:
     SHAPES = [tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")]
+    BIG = [shape for shape in BIG if shape in SHAPES]
   rec = harness.Recorder(args.out, args.budget_s)
   rec.log(f"[env] jax {jax.__version__} devices {jax.devices()} "
           f"date {time.strftime('%Y-%m-%d %H:%M:%S')} argv {sys.argv[1:]}")

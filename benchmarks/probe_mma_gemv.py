@@ -41,16 +41,17 @@ from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noq
 CALLS = 24
 ROTATE_BYTES = 240e6  # 4x the L2
 DN = (((1,), (1,)), ((), ()))
-# Tiles tried per (K, N): the run-18 probe's best and neighbours.
+# Tiles tried per (K, N): the session-7 defaults (M = 1, 2, >= 3) and neighbours.
+_Q4 = dict(prefetch=4, prefetch_activations=True)
+_Q2 = dict(prefetch=2, prefetch_activations=True)
 TILES = {
-    (4096, 14336): [MmaGemvConfig(split_k=4), MmaGemvConfig(split_k=8),
-                    MmaGemvConfig(split_k=16), MmaGemvConfig(split_k=8, prefetch=False),
-                    MmaGemvConfig(split_k=8, num_warps=8)],
-    (14336, 4096): [MmaGemvConfig(split_k=16), MmaGemvConfig(split_k=8),
-                    MmaGemvConfig(split_k=16, num_warps=8),
-                    MmaGemvConfig(split_k=16, prefetch=False)],
+    (4096, 14336): [MmaGemvConfig(split_k=2, **_Q4), MmaGemvConfig(split_k=4, **_Q4),
+                    MmaGemvConfig(split_k=8, prefetch=2), MmaGemvConfig(split_k=8)],
+    (14336, 4096): [MmaGemvConfig(split_k=8, **_Q2), MmaGemvConfig(split_k=16, **_Q2),
+                    MmaGemvConfig(split_k=8, prefetch=2), MmaGemvConfig(split_k=8)],
 }
-SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False)]}
+SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False),
+                            MmaGemvConfig(split_k=1, prefetch=3, prefetch_activations=True)]}
 
 
 def main():
@@ -112,9 +113,11 @@ def main():
         err_ours = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
         if getattr(cfg, "isolate_nan_rows", True):  # the reference's NaN rows exactly
           good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
-        else:  # by design the NaN may reach the other 3 rows of the bad row's MMA quad
+        else:  # by design the NaN may reach the other 3 rows of the bad row's MMA quad,
+          # which lie in the same program's 16·num_warps rows
+          tiles = {r // cfg.block_n for r in (1, 6, n - 3)}
           good = ({1, 6, n - 3} <= set(nan_rows) and len(nan_rows) <= 12
-                  and err_ours < 1e-5)
+                  and all(r // cfg.block_n in tiles for r in nan_rows) and err_ours < 1e-5)
         ok &= good
         rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
                 f"NaN pattern equal {same}, finite rel_err {err:.2e} / {err_ours:.2e}: "

@@ -184,13 +184,13 @@ def stream_steps(n_iter: int, load, multiply, init, *, depth: int):
   depth = 0 loads and multiplies step by step. depth >= 1 keeps a ring of `depth` loaded
   steps in the loop carry. With depth > 1 the loop body is unrolled `depth` times and
   slot j always holds steps ≡ j (mod depth), so no carried value is copied between
-  slots (a copy would wait for its load to land). depth is lowered to the largest
-  divisor of n_iter not above it. Loads past the last step are clamped to it (cache
-  hits, results unused).
+  slots (a copy would wait for its load to land); the n_iter % depth steps left after
+  the loop run from their slots in a peeled tail. depth is capped at n_iter. Loads past
+  the last step are clamped to it (cache hits, results unused).
   """
   if depth <= 0:
     return jax.lax.fori_loop(0, n_iter, lambda it, acc: multiply(it, *load(it), acc), init)
-  depth = max(d for d in range(1, min(depth, n_iter) + 1) if n_iter % d == 0)
+  depth = min(depth, n_iter)
   last = n_iter - 1
 
   def body(i, carry):
@@ -203,5 +203,8 @@ def stream_steps(n_iter: int, load, multiply, init, *, depth: int):
     return (*nxt, acc)
 
   first = [load(j) for j in range(depth)]
-  *_, acc = jax.lax.fori_loop(0, n_iter // depth, body, (*first, init))
+  full = n_iter // depth
+  *slots, acc = jax.lax.fori_loop(0, full, body, (*first, init))
+  for j in range(n_iter % depth):  # the tail: steps full·depth + j, already loaded
+    acc = multiply(full * depth + j, *slots[j], acc)
   return acc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import enum
 
 
@@ -33,9 +34,17 @@ def _pow2(name, v):
     raise ValueError(f"{name} must be a power of two, got {v}")
 
 
-def _prefetch_depth(v):
-  if not isinstance(v, int) or v < 0:
-    raise ValueError(f"prefetch must be a number of K steps >= 0, got {v!r}")
+def _prefetch_depth(cfg) -> None:
+  """Checks the prefetch fields and stores the depth as a plain int (True -> 1)."""
+  try:
+    depth = operator.index(cfg.prefetch)
+  except TypeError:
+    depth = -1
+  if depth < 0:
+    raise ValueError(f"prefetch must be a number of K steps >= 0, got {cfg.prefetch!r}")
+  if cfg.prefetch_activations and not depth:
+    raise ValueError("prefetch_activations needs prefetch >= 1 (a queue to put them in)")
+  object.__setattr__(cfg, "prefetch", int(depth))
 
 
 def _prefetch_tag(v: int) -> str:
@@ -128,7 +137,7 @@ class GemvConfig:
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
     _pow2("row_groups", self.row_groups)
-    _prefetch_depth(self.prefetch)
+    _prefetch_depth(self)
     if self.block_n % self.row_groups:
       raise ValueError(f"row_groups={self.row_groups} must divide block_n={self.block_n}")
 
@@ -181,7 +190,7 @@ class MmaGemvConfig:
       raise ValueError(f"num_warps must be 4 or 8, got {self.num_warps}")
     if self.split_k < 1:
       raise ValueError(f"split_k must be >= 1, got {self.split_k}")
-    _prefetch_depth(self.prefetch)
+    _prefetch_depth(self)
 
   @property
   def block_n(self) -> int:
@@ -276,7 +285,8 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   base = MmaGemvConfig()
   if m == 1:
     split = 1
-    while (n // base.block_n) * split < _MMA_GEMV_M1_PROGRAMS:
+    while (max(n // base.block_n, 1) * split < _MMA_GEMV_M1_PROGRAMS
+           and 2 * split * base.block_k <= k):
       split *= 2
   else:
     split = 8

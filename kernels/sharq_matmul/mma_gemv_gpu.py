@@ -28,12 +28,11 @@ shape against the float32 reference; interpret mode (CPU tests) runs the same ti
 with plain float32 products instead of the PTX.
 
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
-weights) per thread and tensor. This is the design of the prototype that the H200
-checked and timed in session 6 (run 18); exporting both on the CPU gives the same Triton
-IR, kernel name aside, and the same sm_90a SASS (local Triton 3.6). This module itself
-has not run on the H200 yet. A variant that carried codes and activations in int32
-words compiled to 30 % fewer instructions but gave wrong results there and was not
-kept (kernels/NOTES.md, v6).
+weights) per thread and tensor: the design of the session-6 prototype (run 18). This
+module passed the H200's checks at every tile, mode and M it was timed at in session 7
+(runs 21-25, with the prefetch queue of common.stream_steps). A variant that carried
+codes and activations in int32 words compiled to 30 % fewer instructions but gave
+wrong results there and was not kept (kernels/NOTES.md, v6).
 
 Bad input: by default a NaN or Inf weight block (an E4M3 scale code 0x7F, only made
 from NaN/Inf weights) poisons the outputs of the 4 rows of its quad, not only its own

@@ -89,7 +89,7 @@ GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True, row_groups=2), 1),
         (GemvConfig(block_n=16, block_k=32, prefetch=3, prefetch_activations=True,
                     row_groups=2), 2)]
 # (tile, M): fused and split-K, with and without the weight prefetch (3 steps deep with
-# the activations: 8 steps, so a ring of 2 slots) and row groups
+# the activations: 8 steps, so two ring iterations and a peeled tail of 2) and row groups
 
 
 @pytest.mark.parametrize("cfg,m", GEMV,
@@ -329,6 +329,13 @@ def test_mma_gemv_config_rules(weight):
   assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(split_k=8, prefetch=2)
   assert default_mma_gemv_config(3, 4096, 14336) == MmaGemvConfig(split_k=8, prefetch=1)
   assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4)
+  # N below one tile: a default is still made (check() then names the problem).
+  assert default_mma_gemv_config(1, 32, 256).split_k == 4
+  for bad in (dict(prefetch=-1), dict(prefetch=1.5),
+              dict(prefetch=0, prefetch_activations=True)):
+    with pytest.raises(ValueError, match="prefetch"):
+      MmaGemvConfig(**bad)
+  assert MmaGemvConfig(prefetch=np.int64(2)).prefetch == 2  # stored as an int
   # Two activation columns per MMA group; an odd count leaves the last half empty.
   assert column_sets(1, 2) == [((0, 0), (1, 0))]
   assert column_sets(3, 1) == [((0, 0), (0, 1)), ((0, 2), None)]
