@@ -63,8 +63,9 @@ def test_gemv_lowers(weight, m, split):
 def test_mma_gemv_lowers(m, mode, warps):
   # the kernel with its inline PTX strings lowers to Triton IR (ptxas runs on a GPU only)
   w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)
-  # one step ahead at m = 1; two with the activations and the NaN-row flags at m = 3
-  cfg = MmaGemvConfig(split_k=2, num_warps=warps, prefetch=1 if m == 1 else 2,
+  # one step ahead at m = 1; at m = 3 three with the activations and the NaN-row flags
+  # (4 steps per split: one ring iteration and a peeled tail step)
+  cfg = MmaGemvConfig(split_k=2, num_warps=warps, prefetch=1 if m == 1 else 3,
                       prefetch_activations=m == 3, isolate_nan_rows=m == 3)
   text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
                          _prepared(m, 512, mode), w)
