@@ -11,7 +11,9 @@ OUT/results.jsonl.
 
 --mma_tiles / --gemv_tiles replace the tiles tried at every shape (semicolon-separated
 config fields, e.g. "split_k=4,prefetch=2;split_k=8,prefetch_activations=True"); the
-GEMV row is otherwise its default tile.
+GEMV row is otherwise its default tile. --shapes picks shapes (e.g. 4096x14336).
+--light_checks checks each tile in exact mode at M only, and the bad input at the first
+M only (a deep queue's kernel takes seconds to compile, and each check compiles one).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def main():
   ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
   ap.add_argument("--mma_tiles", default="", help="MMA GEMV tiles for every shape")
   ap.add_argument("--gemv_tiles", default="", help="GEMV tiles for every shape")
+  ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
+  ap.add_argument("--light_checks", action="store_true",
+                  help="exact mode at M only; the bad-input check at the first M only")
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
@@ -69,6 +74,9 @@ def main():
   if args.mma_tiles:
     mma_tiles = harness.parse_tiles(args.mma_tiles, MmaGemvConfig)
     tiles = {shape: mma_tiles for shape in tiles}
+  if args.shapes and not args.smoke:
+    keep = {tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")}
+    tiles = {shape: cands for shape, cands in tiles.items() if shape in keep}
   gemv_tiles = harness.parse_tiles(args.gemv_tiles, GemvConfig)
   key = jax.random.PRNGKey(0)
   ms = [int(v) for v in args.ms.split(",")]
@@ -83,14 +91,14 @@ def main():
     # other rows of their quads, as NaN fed to the MMA would).
     w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
                  .at[n - 3, k - 5].set(jnp.nan))
-    for m in ms:
+    for mi, m in enumerate(ms):
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
       checks = [("mma_gemv", c) for c in cands] + [("gemv", c) for c in gemv_tiles]
       for impl, cfg in checks:  # every tile against the reference first
-        for mode in PathMode:
-          for mm in (m, m + 1):
+        for mode in (PathMode.EXACT,) if args.light_checks else PathMode:
+          for mm in (m,) if args.light_checks else (m, m + 1):
             if mm > MMA_GEMV_MAX_M:
               continue
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
@@ -101,6 +109,8 @@ def main():
             ok &= err < 1e-5
             rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {impl} {cfg.tag()}: "
                     f"rel_err {err:.2e}")
+        if args.light_checks and mi:
+          continue
         pr = sharq_prep(mm_specs.heavy_activations(jax.random.fold_in(key, 77), m, k),
                         layout=PathLayout.GEMV, interpret=interpret)
         y = sharq_gemm(pr, w_bad, impl=impl, config=cfg, interpret=interpret)
@@ -115,9 +125,9 @@ def main():
           good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
         else:  # by design the NaN may reach the other 3 rows of the bad row's MMA quad,
           # which lie in the same program's 16·num_warps rows
-          tiles = {r // cfg.block_n for r in (1, 6, n - 3)}
+          bad_tiles = {r // cfg.block_n for r in (1, 6, n - 3)}
           good = ({1, 6, n - 3} <= set(nan_rows) and len(nan_rows) <= 12
-                  and all(r // cfg.block_n in tiles for r in nan_rows) and err_ours < 1e-5)
+                  and all(r // cfg.block_n in bad_tiles for r in nan_rows) and err_ours < 1e-5)
         ok &= good
         rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
                 f"NaN pattern equal {same}, finite rel_err {err:.2e} / {err_ours:.2e}: "

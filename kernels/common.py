@@ -18,6 +18,8 @@ Two facts the kernels rely on (both checked in the tests):
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,36 +177,69 @@ def decode_e4m3_scale_f32(scale_bits: jax.Array) -> jax.Array:
   return decode_e4m3_scale_f16(scale_bits).astype(jnp.float32) * np.float32(2.0**-7)
 
 
-def stream_steps(n_iter: int, load, multiply, init, *, depth: int):
-  """fori_loop over n_iter K steps of a weight-streaming kernel: multiply(it, *load(it),
-  acc) -> acc, with the loads of the next `depth` steps issued before a step's
-  arithmetic (Triton does not software-pipeline loads that feed no dot, so this is the
-  only way a program keeps several steps of HBM reads in flight).
+def bytes_to_words(codes: jax.Array) -> jax.Array:
+  """uint8 (..., 4n) -> uint32 (..., n), little-endian (byte 4i is the low byte of word
+  i): the same memory seen as 32-bit words (an XLA bitcast outside the kernels)."""
+  *lead, last = codes.shape
+  return jax.lax.bitcast_convert_type(codes.reshape(*lead, last // 4, 4), jnp.uint32)
 
-  depth = 0 loads and multiplies step by step. depth >= 1 keeps a ring of `depth` loaded
-  steps in the loop carry. With depth > 1 the loop body is unrolled `depth` times and
-  slot j always holds steps ≡ j (mod depth), so no carried value is copied between
-  slots (a copy would wait for its load to land); the n_iter % depth steps left after
-  the loop run from their slots in a peeled tail. depth is capped at n_iter. Loads past
-  the last step are clamped to it (cache hits, results unused).
+
+def words_to_bytes(words: jax.Array) -> jax.Array:
+  """uint32 (..., n) -> uint8 (..., 4n): the inverse of bytes_to_words, by shifts and
+  masks (a kernel can do this where it cannot bitcast between widths)."""
+  shifts = jax.lax.broadcasted_iota(jnp.uint32, words.shape + (4,), words.ndim) * 8
+  b = (words[..., None] >> shifts) & np.uint32(0xFF)
+  return b.astype(jnp.uint8).reshape(*words.shape[:-1], words.shape[-1] * 4)
+
+
+def stream_queues(n_iter: int, streams, multiply, init):
+  """fori_loop over n_iter K steps of a weight-streaming kernel, each stream's loads
+  issued `depth` steps ahead of the arithmetic that uses them.
+
+  streams: (load, depth) pairs; multiply(it, loaded_0, ..., loaded_{s-1}, acc) -> acc
+  gets load_s(it)'s result for every stream. Triton does not software-pipeline loads
+  that feed no dot, so carrying loaded steps in the loop is the only way a program keeps
+  several steps of HBM reads in flight; streams get their own depths because their
+  register costs differ (a queued step of code words is a few registers, one of float16
+  activations many).
+
+  depth 0 loads at the step. A stream of depth d >= 1 keeps a ring of d loaded steps in
+  the loop carry. The loop body is unrolled lcm(depths) times, so the step in ring slot
+  j of a stream is always ≡ j (mod its depth) and no carried value is copied between
+  slots (a copy would wait for its load to land); the steps left after the loop run in
+  a peeled tail, which still loads ahead for the shallower rings. Depths are capped at
+  n_iter; loads past the last step inside the loop are clamped to it (cache hits,
+  results unused).
   """
-  if depth <= 0:
-    return jax.lax.fori_loop(0, n_iter, lambda it, acc: multiply(it, *load(it), acc), init)
-  depth = min(depth, n_iter)
+  depths = [min(max(int(d), 0), n_iter) for _, d in streams]
+  unroll = math.lcm(*[d for d in depths if d] or [1])
   last = n_iter - 1
 
-  def body(i, carry):
-    *slots, acc = carry
-    nxt = []
-    for j, loaded in enumerate(slots):
-      it = i * depth + j if depth > 1 else i
-      nxt.append(load(jnp.minimum(it + depth, last)))  # issued before the arithmetic
-      acc = multiply(it, *loaded, acc)
-    return (*nxt, acc)
+  def step(it, j, rings, acc, *, clamp):
+    loaded = []
+    for s, ((load, _), d) in enumerate(zip(streams, depths)):
+      if not d:
+        loaded.append(load(it))
+        continue
+      loaded.append(rings[s][j % d])
+      if clamp:  # inside the loop: it is traced
+        rings[s][j % d] = load(jnp.minimum(it + d, last))  # issued before the arithmetic
+      elif it + d <= last:  # the tail: it is a Python int
+        rings[s][j % d] = load(it + d)
+    return multiply(it, *loaded, acc)
 
-  first = [load(j) for j in range(depth)]
-  full = n_iter // depth
-  *slots, acc = jax.lax.fori_loop(0, full, body, (*first, init))
-  for j in range(n_iter % depth):  # the tail: steps full·depth + j, already loaded
-    acc = multiply(full * depth + j, *slots[j], acc)
+  def body(i, carry):
+    rings, acc = carry
+    rings = [list(r) for r in rings]
+    for j in range(unroll):
+      acc = step(i * unroll + j if unroll > 1 else i, j, rings, acc, clamp=True)
+    return tuple(tuple(r) for r in rings), acc
+
+  rings = tuple(tuple(load(q) for q in range(d)) for (load, _), d in zip(streams, depths))
+  full = n_iter // unroll
+  rings, acc = jax.lax.fori_loop(0, full, body, (rings, init))
+  rings = [list(r) for r in rings]
+  for j in range(n_iter % unroll):
+    acc = step(full * unroll + j, j, rings, acc, clamp=False)
   return acc
+

@@ -34,21 +34,35 @@ def _pow2(name, v):
     raise ValueError(f"{name} must be a power of two, got {v}")
 
 
-def _prefetch_depth(cfg) -> None:
-  """Checks the prefetch fields and stores the depth as a plain int (True -> 1)."""
+def _steps(name: str, v) -> int:
   try:
-    depth = operator.index(cfg.prefetch)
+    depth = operator.index(v)
   except TypeError:
     depth = -1
   if depth < 0:
-    raise ValueError(f"prefetch must be a number of K steps >= 0, got {cfg.prefetch!r}")
-  if cfg.prefetch_activations and not depth:
-    raise ValueError("prefetch_activations needs prefetch >= 1 (a queue to put them in)")
-  object.__setattr__(cfg, "prefetch", int(depth))
+    raise ValueError(f"{name} must be a number of K steps >= 0, got {v!r}")
+  return int(depth)
 
 
-def _prefetch_tag(v: int) -> str:
-  return "" if not v else ("p" if v == 1 else f"p{v}")
+def _prefetch_depth(cfg) -> None:
+  """Checks the prefetch fields and stores them as plain ints: prefetch True -> 1;
+  prefetch_activations True -> the codes' depth, False -> 0."""
+  depth = _steps("prefetch", cfg.prefetch)
+  acts = cfg.prefetch_activations
+  if acts is True and not depth:
+    raise ValueError("prefetch_activations=True means the codes' depth, but prefetch is 0; "
+                     "give the activations' own number of steps")
+  acts = (depth if acts else 0) if isinstance(acts, bool) else _steps(
+      "prefetch_activations", acts)
+  object.__setattr__(cfg, "prefetch", depth)
+  object.__setattr__(cfg, "prefetch_activations", acts)
+
+
+def _prefetch_tag(cfg) -> str:
+  """p / pN: the codes' depth; a / aN: the activations' (a: the same depth)."""
+  d, a = cfg.prefetch, cfg.prefetch_activations
+  codes = "" if not d else ("p" if d == 1 else f"p{d}")
+  return codes + ("" if not a else ("a" if a == d else f"a{a}"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +137,9 @@ class GemvConfig:
   # K steps whose weight bytes are loaded ahead of the current step's arithmetic (0 or
   # False: none; True = 1: two steps in flight).
   prefetch: int = 0
-  # Whether the activations are loaded in that queue too.
-  prefetch_activations: bool = False
+  # K steps whose activations are loaded ahead (0 or False: at their step; True: as
+  # deep as the weights).
+  prefetch_activations: int = 0
   # Split the block_n rows into this many groups that share each thread's activation
   # loads and float32 conversions (gemv_gpu); a power of two dividing block_n.
   row_groups: int = 1
@@ -144,8 +159,7 @@ class GemvConfig:
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}k{self.block_k}s{self.split_k}w{self.num_warps}"
-            f"{_prefetch_tag(self.prefetch)}{'a' if self.prefetch_activations else ''}"
-            f"{f'g{self.row_groups}' if self.row_groups > 1 else ''}")
+            f"{_prefetch_tag(self)}{f'g{self.row_groups}' if self.row_groups > 1 else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
@@ -174,13 +188,18 @@ class MmaGemvConfig:
   num_warps: int = 4
   # K steps whose code bytes are loaded ahead of the current step's MMAs (0: none).
   prefetch: int = 1
-  # Whether the activations are loaded in that queue too (else at their step: an L2
-  # round trip on every step's critical path).
-  prefetch_activations: bool = False
+  # K steps whose activations are loaded ahead (0 or False: at their step, an L2 round
+  # trip on every step's critical path; True: as deep as the codes). Their own depth,
+  # because a queued step of activations costs ~16 registers per thread.
+  prefetch_activations: int = 0
   # Confine a NaN/Inf weight block's NaN to its own row's outputs, as the reference
   # does (a per-row flag through the K loop; 1.4x slower at M = 1 on the H200, run 25).
   # Off: the NaN also reaches the 3 other rows of its MMA quad (mma_gemv_gpu).
   isolate_nan_rows: bool = False
+  # Load and queue the code bytes as 32-bit words, unpacked to bytes at their step:
+  # Triton keeps a loaded byte tile one byte per register, so a queued step costs ~4x
+  # the registers of its words.
+  queue_words: bool = False
   num_stages: int = 1
 
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
@@ -198,8 +217,9 @@ class MmaGemvConfig:
 
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
-    return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self.prefetch)}"
-            f"{'a' if self.prefetch_activations else ''}{'i' if self.isolate_nan_rows else ''}")
+    return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
+            f"{'i' if self.isolate_nan_rows else ''}"
+            f"{'w' if self.queue_words else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

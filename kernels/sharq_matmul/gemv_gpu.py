@@ -78,9 +78,12 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     codes = tuple(w_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :] for g in range(groups))
     scale_bits = tuple(sc_ref[pl.ds(g * rows, rows), pl.ds(kb0, nb), :, :]
                        for g in range(groups))
-    return codes, scale_bits, load_x(it) if cfg.prefetch_activations else None
+    return codes, scale_bits
 
-  def multiply(it, codes, scale_bits, planes, accs):
+  def multiply(it, weight_step, *rest):
+    codes, scale_bits = weight_step
+    *queued_planes, accs = rest
+    planes = queued_planes[0] if queued_planes else None
     weights = []
     for c, sb in zip(codes, scale_bits):
       scale = common.decode_e4m3_scale_f16(sb)
@@ -97,7 +100,10 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     return tuple(out)
 
   zeros = (jnp.zeros((rows, nb, _HALVES, _HALF), jnp.float32),) * (m * groups)
-  accs = common.stream_steps(n_iter, load, multiply, zeros, depth=cfg.prefetch)
+  streams = [(load, cfg.prefetch)]
+  if cfg.prefetch_activations:
+    streams.append((load_x, cfg.prefetch_activations))
+  accs = common.stream_queues(n_iter, streams, multiply, zeros)
   if fused:  # factor = s·s_w·2^7 in the kernel: no XLA op between prep and GEMV
     factor = rest[0][...] * rest[1][...] * WEIGHT_FACTOR
   # One (1, rows) slice per token and group: Triton tensors must have power-of-two

@@ -30,7 +30,7 @@ with plain float32 products instead of the PTX.
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
 weights) per thread and tensor: the design of the session-6 prototype (run 18). This
 module passed the H200's checks at every tile, mode and M it was timed at in session 7
-(runs 21-25, with the prefetch queue of common.stream_steps). A variant that carried
+(runs 21-25, with the prefetch queue of common.stream_queues). A variant that carried
 codes and activations in int32 words compiled to 30 % fewer instructions but gave
 wrong results there and was not kept (kernels/NOTES.md, v6).
 
@@ -159,9 +159,8 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   def load(it):
     kb0 = (it0 + it) * _BLOCKS
     rows = [pl.ds(g * nw, nw) for g in range(2)]
-    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
-            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),
-            load_x(it) if cfg.prefetch_activations else None)
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
 
   def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
@@ -179,11 +178,15 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
           i += 1
     return tuple(out)
 
-  def multiply(it, codes, scale_bits, planes, carry):
-    accs, flags = carry
+  def multiply(it, weight_step, *rest):
+    codes, scale_bits = weight_step
+    *queued_planes, (accs, flags) = rest
+    planes = queued_planes[0] if queued_planes else None
     weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
     new_flags = []
     for g, (c, sb) in enumerate(zip(codes, scale_bits)):
+      if cfg.queue_words:
+        c = common.words_to_bytes(c)
       scale = common.decode_e4m3_scale_f16(sb)
       if cfg.isolate_nan_rows:
         # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered
@@ -202,8 +205,10 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   # seen. (The local sm_90a compile loads each step's scale bytes twice for it, in two
   # register layouts; flags reduced from the codes' shape did the same.)
   no_flags = (jnp.zeros(shape[:4] + (1, 1), jnp.uint8),) * 2 if cfg.isolate_nan_rows else ()
-  accs, flags = common.stream_steps(n_iter, load, multiply, (zeros, no_flags),
-                                    depth=cfg.prefetch)
+  streams = [(load, cfg.prefetch)]
+  if cfg.prefetch_activations:
+    streams.append((load_x, cfg.prefetch_activations))
+  accs, flags = common.stream_queues(n_iter, streams, multiply, (zeros, no_flags))
 
   col_index = {c: i for i, c in enumerate(c for s in sets for c in s if c is not None)}
   for tok in range(m):
@@ -240,11 +245,14 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   kb, nw = k // 32, config.num_warps
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
-  args += [w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF),
+  codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
+  if config.queue_words:
+    codes = common.bytes_to_words(codes)
+  args += [codes,
            w.scales.reshape(n // 8, 2, 4, kb, 1, 1)]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
-  in_specs += [pl.BlockSpec((2 * nw, 2, 4, kb, _HALVES, _HALF), lambda j, s: (j,) + (0,) * 5),
+  in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
                pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              gpu=not interpret)

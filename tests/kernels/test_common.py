@@ -95,16 +95,39 @@ def test_div_rn_interpret_is_true_division(shape):
   np.testing.assert_array_equal(got, x / y)
 
 
+def test_words_to_bytes_inverts_the_little_endian_word_view():
+  b = np.random.default_rng(4).integers(0, 256, (3, 5, 16), dtype=np.uint8)
+  words = C.bytes_to_words(jnp.asarray(b))
+  np.testing.assert_array_equal(np.asarray(words), b.view("<u4"))  # numpy's own view
+  np.testing.assert_array_equal(np.asarray(jax.jit(C.words_to_bytes)(words)), b)
+
+
 @pytest.mark.parametrize("depth", [0, 1, 2, 3, 5])
-def test_stream_steps_multiplies_every_step_once_in_order_with_its_own_loads(depth):
+def test_stream_queues_multiplies_every_step_once_in_order_with_its_own_loads(depth):
   # load(it) = it + 100, so a step that got a stale or clamped load shows; the fold
   # acc·31 + step + load is order-sensitive, so skipped, repeated or reordered steps show.
   for n_iter in (1, 2, 4, 6, 7):
-    got = C.stream_steps(
-        n_iter, lambda it: (jnp.asarray(it) + 100,),
-        lambda it, loaded, acc: acc * 31 + jnp.asarray(it) + loaded,
-        jnp.int32(0), depth=depth)
+    got = C.stream_queues(
+        n_iter, [(lambda it: jnp.asarray(it) + 100, depth)],
+        lambda it, loaded, acc: acc * 31 + jnp.asarray(it) + loaded, jnp.int32(0))
     want = 0
     for it in range(n_iter):
       want = (want * 31 + it + it + 100) % 2**32
     assert int(got) % 2**32 == want, (depth, n_iter)
+
+
+@pytest.mark.parametrize("depths", [(8, 2), (3, 2), (0, 3), (4, 0), (6, 4), (1, 5)])
+def test_stream_queues_gives_each_stream_its_own_steps_loads_at_any_depths(depths):
+  # Two streams with different depths (the ring slots of the shallower one turn over
+  # inside the unrolled body and in the peeled tail); each load is a distinct function
+  # of the step, and the fold is order-sensitive.
+  for n_iter in (1, 2, 3, 5, 8, 11, 13):
+    streams = [(lambda it: jnp.asarray(it) + 100, depths[0]),
+               (lambda it: jnp.asarray(it) * 7 + 1000, depths[1])]
+    got = C.stream_queues(n_iter, streams,
+                          lambda it, a, b, acc: acc * 31 + jnp.asarray(it) + a * 3 + b,
+                          jnp.int32(0))
+    want = 0
+    for it in range(n_iter):
+      want = (want * 31 + it + (it + 100) * 3 + it * 7 + 1000) % 2**32
+    assert int(got) % 2**32 == want, (depths, n_iter)

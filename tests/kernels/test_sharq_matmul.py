@@ -255,7 +255,13 @@ def test_default_packed_config_covers_the_gpu():
                                    (MmaGemvConfig(split_k=1, prefetch=False), 3),
                                    (MmaGemvConfig(split_k=4), 5),
                                    (MmaGemvConfig(split_k=1, prefetch=4,
-                                                  prefetch_activations=True), 2)],
+                                                  prefetch_activations=True), 2),
+                                   (MmaGemvConfig(split_k=1, prefetch=2,
+                                                  prefetch_activations=1,
+                                                  queue_words=True), 1),
+                                   (MmaGemvConfig(split_k=1, prefetch=3,
+                                                  prefetch_activations=2,
+                                                  queue_words=True), 3)],
                          ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
 def test_mma_gemv_matches_reference(weight, cfg, m):
   """Interpret mode runs the MMA GEMV's tiles, decode, activation planes, column sets
@@ -332,10 +338,18 @@ def test_mma_gemv_config_rules(weight):
   # N below one tile: a default is still made (check() then names the problem).
   assert default_mma_gemv_config(1, 32, 256).split_k == 4
   for bad in (dict(prefetch=-1), dict(prefetch=1.5),
-              dict(prefetch=0, prefetch_activations=True)):
+              dict(prefetch=0, prefetch_activations=True),
+              dict(prefetch_activations=-2), dict(prefetch_activations=0.5)):
     with pytest.raises(ValueError, match="prefetch"):
       MmaGemvConfig(**bad)
   assert MmaGemvConfig(prefetch=np.int64(2)).prefetch == 2  # stored as an int
+  # Activations: True = the codes' depth, False = 0, else their own depth.
+  assert MmaGemvConfig(prefetch=3, prefetch_activations=True).prefetch_activations == 3
+  assert MmaGemvConfig(prefetch=3, prefetch_activations=False).prefetch_activations == 0
+  assert MmaGemvConfig(prefetch=0, prefetch_activations=2).prefetch_activations == 2
+  assert MmaGemvConfig(split_k=2, prefetch=4, prefetch_activations=True).tag() == "n64s2p4a"
+  assert MmaGemvConfig(prefetch=8, prefetch_activations=2, queue_words=True
+                       ).tag() == "n64s4p8a2w"
   # Two activation columns per MMA group; an odd count leaves the last half empty.
   assert column_sets(1, 2) == [((0, 0), (1, 0))]
   assert column_sets(3, 1) == [((0, 0), (0, 1)), ((0, 2), None)]
