@@ -293,15 +293,17 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
 
 
 def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
-  """MMA GEMV tile from the H200 probes (BENCHMARKS.md, "Session 6" run 18 and "Session
-  7" runs 21-22, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
+  """MMA GEMV tile from the H200 probes (BENCHMARKS.md, "Session 7" runs 21-22 and
+  "Session 8" runs 26-27, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
 
-  M = 1: K split until the grid has >= 448 programs (~3.4 per SM: split 2 / 8), and a
-  prefetch queue of 4 steps with the activations where the split is <= 4, else 2
-  (22.0 / 26.7 us; one step ahead: 27.1 / 30.7). M = 2: split 8, 2 steps ahead (29.7
-  against 32.4 us at 4096x14336). M >= 3: split 8, one step ahead (deeper queues spill
-  registers there: 51.3 against 60.4-71.1 us at M = 4). Splits shrink where K needs
-  it; N must be a multiple of 64 (check() says so otherwise)."""
+  M = 1: K split until the grid has >= 448 programs (~3.4 per SM: split 2 / 8), the
+  code words 4 steps ahead, with the activations where the split is <= 4 (21.9 / 21.3
+  us; the session-7 byte queues 22.2 / 26.7). M = 2: split 8, code words 4 ahead and
+  the activations 1 where a program has >= 16 steps, else 2 ahead (25.3 against 28.7
+  us at 14336x4096; 28.4 against 29.6 at 4096x14336). M >= 3: split 8, one step of
+  bytes ahead (deeper queues cost registers there: 51.3 against 60.4-71.1 us at M = 4).
+  Splits shrink where K needs it; N must be a multiple of 64 (check() says so
+  otherwise)."""
   base = MmaGemvConfig()
   if m == 1:
     split = 1
@@ -313,9 +315,14 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   while split > 1 and k % (split * base.block_k):
     split //= 2
   if m == 1:
-    return MmaGemvConfig(split_k=split, prefetch=4 if split <= 4 else 2,
-                         prefetch_activations=True)
-  return MmaGemvConfig(split_k=split, prefetch=2 if m == 2 else 1)
+    return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),
+                         queue_words=True)
+  if m == 2:
+    if k // (split * base.block_k) >= 16:
+      return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=1,
+                           queue_words=True)
+    return MmaGemvConfig(split_k=split, prefetch=2, queue_words=True)
+  return MmaGemvConfig(split_k=split, prefetch=1)
 
 
 # Programs the M = 1 grid aims for: enough that the deep prefetch queues of ~3 resident

@@ -323,16 +323,20 @@ def test_mma_gemv_config_rules(weight):
   with pytest.raises(TypeError, match="GemvConfig"):
     sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="mma_gemv",
                config=GemvConfig(block_n=16, block_k=64), interpret=True)
-  # Defaults (N, K): 4 warps. M = 1: K split until >= 448 programs, 4 steps queued with
-  # the activations where the split is <= 4, else 2. M = 2: split 8, 2 steps ahead;
-  # M >= 3: split 8, one step ahead. Less split where K needs it.
+  # Defaults (N, K): 4 warps. M = 1: K split until >= 448 programs, code words 4 steps
+  # ahead, the activations too where the split is <= 4. M = 2: split 8, words 4 ahead and
+  # the activations 1 where a program has >= 16 steps, else 2 ahead; M >= 3: split 8,
+  # one step of bytes ahead. Less split where K needs it.
   assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(
-      split_k=2, prefetch=4, prefetch_activations=True)
+      split_k=2, prefetch=4, prefetch_activations=4, queue_words=True)
   assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(
-      split_k=8, prefetch=2, prefetch_activations=True)
+      split_k=8, prefetch=4, queue_words=True)
   assert default_mma_gemv_config(1, 1024, 4096) == MmaGemvConfig(
-      split_k=32, prefetch=2, prefetch_activations=True)
-  assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(split_k=8, prefetch=2)
+      split_k=32, prefetch=4, queue_words=True)
+  assert default_mma_gemv_config(2, 14336, 4096) == MmaGemvConfig(
+      split_k=8, prefetch=2, queue_words=True)
+  assert default_mma_gemv_config(2, 4096, 14336) == MmaGemvConfig(
+      split_k=8, prefetch=4, prefetch_activations=1, queue_words=True)
   assert default_mma_gemv_config(3, 4096, 14336) == MmaGemvConfig(split_k=8, prefetch=1)
   assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4)
   # N below one tile: a default is still made (check() then names the problem).
