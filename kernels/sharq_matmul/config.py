@@ -294,14 +294,15 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
 
 def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   """MMA GEMV tile from the H200 probes (BENCHMARKS.md, "Session 7" runs 21-22 and
-  "Session 8" runs 26-27, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
+  "Session 8" runs 26, 27 and 30, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
 
   M = 1: K split until the grid has >= 448 programs (~3.4 per SM: split 2 / 8), the
   code words 4 steps ahead, with the activations where the split is <= 4 (21.9 / 21.3
   us; the session-7 byte queues 22.2 / 26.7). M = 2: split 8, code words 4 ahead and
   the activations 1 where a program has >= 16 steps, else 2 ahead (25.3 against 28.7
   us at 14336x4096; 28.4 against 29.6 at 4096x14336). M >= 3: split 8, one step of
-  bytes ahead (deeper queues cost registers there: 51.3 against 60.4-71.1 us at M = 4).
+  code words ahead (run 30: M = 3 45.7 / 49.3 us, bytes 50.0 / 56.9; M = 4 equal;
+  deeper queues cost registers there: 61-63 against 52-54 us two ahead at M = 4).
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
   otherwise)."""
   base = MmaGemvConfig()
@@ -322,7 +323,7 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
       return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=1,
                            queue_words=True)
     return MmaGemvConfig(split_k=split, prefetch=2, queue_words=True)
-  return MmaGemvConfig(split_k=split, prefetch=1)
+  return MmaGemvConfig(split_k=split, prefetch=1, queue_words=True)
 
 
 # Programs the M = 1 grid aims for: enough that the deep prefetch queues of ~3 resident

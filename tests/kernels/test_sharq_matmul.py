@@ -326,7 +326,7 @@ def test_mma_gemv_config_rules(weight):
   # Defaults (N, K): 4 warps. M = 1: K split until >= 448 programs, code words 4 steps
   # ahead, the activations too where the split is <= 4. M = 2: split 8, words 4 ahead and
   # the activations 1 where a program has >= 16 steps, else 2 ahead; M >= 3: split 8,
-  # one step of bytes ahead. Less split where K needs it.
+  # one step of words ahead. Less split where K needs it.
   assert default_mma_gemv_config(1, 14336, 4096) == MmaGemvConfig(
       split_k=2, prefetch=4, prefetch_activations=4, queue_words=True)
   assert default_mma_gemv_config(1, 4096, 14336) == MmaGemvConfig(
@@ -337,8 +337,9 @@ def test_mma_gemv_config_rules(weight):
       split_k=8, prefetch=2, queue_words=True)
   assert default_mma_gemv_config(2, 4096, 14336) == MmaGemvConfig(
       split_k=8, prefetch=4, prefetch_activations=1, queue_words=True)
-  assert default_mma_gemv_config(3, 4096, 14336) == MmaGemvConfig(split_k=8, prefetch=1)
-  assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4)
+  assert default_mma_gemv_config(3, 4096, 14336) == MmaGemvConfig(
+      split_k=8, prefetch=1, queue_words=True)
+  assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4, queue_words=True)
   # N below one tile: a default is still made (check() then names the problem).
   assert default_mma_gemv_config(1, 32, 256).split_k == 4
   for bad in (dict(prefetch=-1), dict(prefetch=1.5),
