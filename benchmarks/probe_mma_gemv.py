@@ -88,7 +88,7 @@ def main():
     pack = jax.jit(lambda w: pack_weight_from_float(w.astype(jnp.float32)))
     w4, w16 = [pack(w) for w in ws[:c4]], ws[:c16]
     # Bad input: NaN/Inf blocks in rows 1, 6 and N-3 poison those rows only (not the
-    # other rows of their quads, as NaN fed to the MMA would).
+    # other rows of their MMA quads).
     w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
                  .at[n - 3, k - 5].set(jnp.nan))
     for mi, m in enumerate(ms):
@@ -121,13 +121,10 @@ def main():
         err = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
         finite = ~jnp.isnan(y)
         err_ours = harness.rel_err(jnp.where(finite, y, 0), jnp.where(finite, ref, 0))
-        if getattr(cfg, "isolate_nan_rows", True):  # the reference's NaN rows exactly
-          good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
-        else:  # by design the NaN may reach the other 3 rows of the bad row's MMA quad,
-          # which lie in the same program's 16·num_warps rows
-          bad_tiles = {r // cfg.block_n for r in (1, 6, n - 3)}
-          good = ({1, 6, n - 3} <= set(nan_rows) and len(nan_rows) <= 12
-                  and all(r // cfg.block_n in bad_tiles for r in nan_rows) and err_ours < 1e-5)
+        # The reference's NaN rows exactly, with or without isolate_nan_rows: without
+        # it the MMA GEMV relies on the tensor cores giving 0 for NaN·0 (which the H200
+        # did in runs 26-30, and the PTX ISA does not promise; mma_gemv_gpu).
+        good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
         ok &= good
         rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
                 f"NaN pattern equal {same}, finite rel_err {err:.2e} / {err_ours:.2e}: "

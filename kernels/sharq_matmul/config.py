@@ -192,9 +192,10 @@ class MmaGemvConfig:
   # trip on every step's critical path; True: as deep as the codes). Their own depth,
   # because a queued step of activations costs ~16 registers per thread.
   prefetch_activations: int = 0
-  # Confine a NaN/Inf weight block's NaN to its own row's outputs, as the reference
-  # does (a per-row flag through the K loop; 1.4x slower at M = 1 on the H200, run 25).
-  # Off: the NaN also reaches the 3 other rows of its MMA quad (mma_gemv_gpu).
+  # Confine a NaN/Inf weight block's NaN to its own row's outputs without relying on
+  # the tensor cores' NaN·0 (a per-row flag through the K loop; 1.4x slower at M = 1 on
+  # the H200, run 25). Off: the H200's mma.sync gave the reference's NaN rows anyway in
+  # every check of runs 26-30, which the PTX ISA does not promise (mma_gemv_gpu).
   isolate_nan_rows: bool = False
   # Load and queue the code bytes as 32-bit words, unpacked to bytes at their step:
   # Triton keeps a loaded byte tile one byte per register, so a queued step costs ~4x

@@ -30,21 +30,25 @@ with plain float32 products instead of the PTX.
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
 weights) per thread and tensor: the design of the session-6 prototype (run 18). This
 module passed the H200's checks at every tile, mode and M it was timed at in session 7
-(runs 21-25, with the prefetch queue of common.stream_queues). A variant that carried
-codes and activations in int32 words compiled to 30 % fewer instructions but gave
-wrong results there and was not kept (kernels/NOTES.md, v6).
+(runs 21-25, with the prefetch queue of common.stream_queues) and in session 8 (runs
+26-30). A variant that carried codes and activations in int32 words through the whole
+kernel gave wrong results there and was not kept (kernels/NOTES.md, v6). Here only the
+prefetch queue holds words (MmaGemvConfig.queue_words): they are unpacked to the byte
+tile before the decode, whose register layout the local compile shows to be the one a
+direct byte load gets, and they passed every check on the H200 (runs 26-30).
 
-Bad input: by default a NaN or Inf weight block (an E4M3 scale code 0x7F, only made
-from NaN/Inf weights) poisons the outputs of the 4 rows of its quad, not only its own
-row as in the reference: the MMA multiplies the other lanes' weights by B's zeros, and
-NaN·0 is NaN. The output still shows the NaN (DESIGN.md 2.7), on 3 rows too many.
-MmaGemvConfig(isolate_nan_rows=True) gives the reference's NaN rows exactly: bad blocks
-enter the MMAs as zeros and a per-row flag carried through the K loop restores NaN
-after the shuffles; checked on the H200 (run 25), where it cost 22.0 -> 31.1 us at
-4096x14336, M = 1 (the flag loads every step's scale bytes a second time in another
-register layout), so it is off by default. Finite inputs give the reference's
-products exactly; NaN/Inf activations poison their token's outputs as in the
-reference.
+Bad input: a NaN or Inf weight block (an E4M3 scale code 0x7F, only made from NaN/Inf
+weights) decodes to NaN weights. In the MMA these also meet the zeros that B holds for
+the other 3 rows of the quad. IEEE arithmetic would make NaN·0 = NaN there and poison
+those rows too, but on the H200 the mma.sync products do not: in every default-mode
+bad-input check of runs 26-30 (probe_mma_gemv: 40 checks, both big shapes, M = 1-3) the NaN rows
+were exactly the reference's. The PTX ISA does not promise this, so the probe checks it
+on every run. MmaGemvConfig(isolate_nan_rows=True) does not rely on it: bad blocks enter
+the MMAs as zeros, and a per-row flag carried through the K loop restores NaN after the
+shuffles (checked on the H200 in run 25, where it cost 22.0 -> 31.1 us at 4096x14336,
+M = 1: the flag loads every step's scale bytes a second time in another register
+layout). Finite inputs give the reference's products exactly; NaN/Inf activations
+poison their token's outputs as in the reference.
 """
 
 from __future__ import annotations
@@ -190,8 +194,8 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
       scale = common.decode_e4m3_scale_f16(sb)
       if cfg.isolate_nan_rows:
         # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered
-        # per row: the MMA multiplies every lane's weights by B's zeros too, and NaN·0
-        # would poison the other rows of the quad.
+        # per row: the MMA multiplies every lane's weights by B's zeros too, and an IEEE
+        # NaN·0 would poison the other rows of the quad.
         bad = (sb & 0x7F) == 0x7F
         scale = jnp.where(bad, jnp.float16(0), scale)
         new_flags.append(flags[g] | bad.astype(jnp.uint8))

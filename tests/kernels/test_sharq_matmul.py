@@ -292,8 +292,8 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   other rows (0, 2, 3 and 4, 5, 7) must stay finite and equal the reference. The kernel
   zeroes bad blocks in the MMA operands and restores NaN per row from a flag after the
   K loop, so here (as on the GPU) a broken flag gives finite rows 1 and 6. (Without the
-  option the GPU's MMAs spread the NaN over the quad; interpret mode's per-row float32
-  products do not, so that case is checked on the H200 by probe_mma_gemv.)"""
+  option the kernel relies on the tensor cores' NaN·0 = 0, which interpret mode's per-row
+  float32 products cannot show; probe_mma_gemv checks that case on the H200.)"""
   w = np.array(_heavy((64, 256), seed=11, scale=0.05))
   w[1, 40], w[6, 200] = np.nan, np.inf
   pw = pack_weight_from_float(jnp.asarray(w))
