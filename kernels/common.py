@@ -196,69 +196,50 @@ def stream_queues(n_iter: int, streams, multiply, init):
   """fori_loop over n_iter K steps of a weight-streaming kernel, each stream's loads
   issued `depth` steps ahead of the arithmetic that uses them.
 
-  streams: (load, depth) or (load, depth, every) tuples; multiply(it, loaded_0, ...,
-  loaded_{s-1}, acc) -> acc. A stream of every = 1 (the default) gives multiply
-  load(it)'s result. A stream of every = e > 1 loads one chunk per e steps (load(q) for
-  steps q·e ... q·e + e - 1; e must divide n_iter) and gives multiply (chunk, it mod e),
-  the second a Python int; its depth counts chunks. Triton does not software-pipeline
-  loads that feed no dot, so carrying loaded steps in the loop is the only way a program
-  keeps several steps of HBM reads in flight; streams get their own depths because their
+  streams: (load, depth) pairs; multiply(it, loaded_0, ..., loaded_{s-1}, acc) -> acc
+  gets load_s(it)'s result for every stream. Triton does not software-pipeline loads
+  that feed no dot, so carrying loaded steps in the loop is the only way a program keeps
+  several steps of HBM reads in flight; streams get their own depths because their
   register costs differ (a queued step of code words is a few registers, one of float16
-  activations many), and chunks let one wide load serve several steps.
+  activations many).
 
-  depth 0 loads at the step (at a chunk's first step). A stream of depth d >= 1 keeps a
-  ring of d loaded steps (chunks) in the loop carry. The loop body is unrolled
-  lcm(every·depth) times, so the step (chunk) in ring slot j of a stream is always ≡ j
-  (mod its depth) and no carried value is copied between slots (a copy would wait for
-  its load to land); the steps left after the loop run in a peeled tail, which still
-  loads ahead for the shallower rings. Depths are capped at the number of steps
-  (chunks); loads past the last one inside the loop are clamped to it (cache hits,
+  depth 0 loads at the step. A stream of depth d >= 1 keeps a ring of d loaded steps in
+  the loop carry. The loop body is unrolled lcm(depths) times, so the step in ring slot
+  j of a stream is always ≡ j (mod its depth) and no carried value is copied between
+  slots (a copy would wait for its load to land); the steps left after the loop run in
+  a peeled tail, which still loads ahead for the shallower rings. Depths are capped at
+  n_iter; loads past the last step inside the loop are clamped to it (cache hits,
   results unused).
   """
-  specs = []  # (load, depth in chunks, every, number of chunks)
-  for stream in streams:
-    load, depth, every = (tuple(stream) + (1,))[:3]
-    if every < 1 or n_iter % every:
-      raise ValueError(f"a stream's every={every} must divide the {n_iter} steps")
-    chunks = n_iter // every
-    specs.append((load, min(max(int(depth), 0), chunks), every, chunks))
-  unroll = math.lcm(*[e * max(d, 1) for _, d, e, _ in specs])
+  depths = [min(max(int(d), 0), n_iter) for _, d in streams]
+  unroll = math.lcm(*[d for d in depths if d] or [1])
+  last = n_iter - 1
 
-  def step(it, j, base, rings, held, acc, *, clamp):
-    """Step `it` = base + j (base a multiple of the unroll; j static)."""
+  def step(it, j, rings, acc, *, clamp):
     loaded = []
-    for s, (load, d, e, chunks) in enumerate(specs):
-      sub = j % e
-      if sub == 0:  # a chunk starts: take it from its ring slot, load one d chunks ahead
-        q_rel = j // e
-        if clamp:  # traced in the loop
-          q = base // e if e > 1 else base
-          q = q + q_rel if q_rel else q
-        else:
-          q = (base + j) // e
-        if not d:
-          held[s] = load(q)
-        else:
-          held[s] = rings[s][q_rel % d]
-          if clamp:  # issued before the arithmetic
-            rings[s][q_rel % d] = load(jnp.minimum(q + d, chunks - 1))
-          elif q + d < chunks:  # the tail: q is a Python int
-            rings[s][q_rel % d] = load(q + d)
-      loaded.append(held[s] if e == 1 else (held[s], sub))
+    for s, ((load, _), d) in enumerate(zip(streams, depths)):
+      if not d:
+        loaded.append(load(it))
+        continue
+      loaded.append(rings[s][j % d])
+      if clamp:  # inside the loop: it is traced
+        rings[s][j % d] = load(jnp.minimum(it + d, last))  # issued before the arithmetic
+      elif it + d <= last:  # the tail: it is a Python int
+        rings[s][j % d] = load(it + d)
     return multiply(it, *loaded, acc)
 
   def body(i, carry):
     rings, acc = carry
-    rings, held = [list(r) for r in rings], [None] * len(specs)
-    base = i * unroll if unroll > 1 else i
+    rings = [list(r) for r in rings]
     for j in range(unroll):
-      acc = step(base + j if unroll > 1 else i, j, base, rings, held, acc, clamp=True)
+      acc = step(i * unroll + j if unroll > 1 else i, j, rings, acc, clamp=True)
     return tuple(tuple(r) for r in rings), acc
 
-  rings = tuple(tuple(load(q) for q in range(d)) for load, d, _, _ in specs)
+  rings = tuple(tuple(load(q) for q in range(d)) for (load, _), d in zip(streams, depths))
   full = n_iter // unroll
   rings, acc = jax.lax.fori_loop(0, full, body, (rings, init))
-  rings, held = [list(r) for r in rings], [None] * len(specs)
+  rings = [list(r) for r in rings]
   for j in range(n_iter % unroll):
-    acc = step(full * unroll + j, j, full * unroll, rings, held, acc, clamp=False)
+    acc = step(full * unroll + j, j, rings, acc, clamp=False)
   return acc
+

@@ -201,10 +201,6 @@ class MmaGemvConfig:
   # Triton keeps a loaded byte tile one byte per register, so a queued step costs ~4x
   # the registers of its words.
   queue_words: bool = False
-  # Load the E4M3 block scales as one 32-bit word per row for every 2 steps: each scale
-  # load touches one line per row, so the byte loads cost as many L1 wavefronts as the
-  # code loads for 1/16 of the bytes (ncu, run 31). Needs K / split_k a multiple of 128.
-  scale_words: bool = False
   num_stages: int = 1
 
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
@@ -224,16 +220,13 @@ class MmaGemvConfig:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
             f"{'i' if self.isolate_nan_rows else ''}"
-            f"{'w' if self.queue_words else ''}{'s' if self.scale_words else ''}")
+            f"{'w' if self.queue_words else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
     if m > MMA_GEMV_MAX_M:
       raise ValueError(f"the MMA GEMV takes M <= {MMA_GEMV_MAX_M} tokens, got M={m}")
     _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
-    if self.scale_words and k % (self.split_k * 2 * self.block_k):
-      raise ValueError(f"scale_words needs K={k} to be a multiple of split_k·2·block_k="
-                       f"{self.split_k * 2 * self.block_k} (one scale word per 2 steps)")
 
 
 # Two activation columns per MMA group: M groups of 4 MMAs per step in exact mode. The

@@ -70,7 +70,6 @@ _MMA = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
 # Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
 # activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
 _BLOCKS, _HALVES, _HALF = 2, 2, 8
-_SCALE_STEPS = 2  # steps whose block scales one 32-bit word holds (4 blocks)
 
 
 def _inline_asm(text: str, args, constraints: str):
@@ -161,24 +160,11 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
     return tuple(tuple(x_plane(c, par, kb0) for c in (c0, c1 or c0) for par in (0, 1))
                  for c0, c1 in sets)
 
-  rows = [pl.ds(g * nw, nw) for g in range(2)]
-
   def load(it):
     kb0 = (it0 + it) * _BLOCKS
-    codes = tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows)  # bytes or words
-    if cfg.scale_words:
-      return codes, None
-    return codes, tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows)
-
-  def load_scale_words(q):
-    """Chunk q: one 32-bit word per row and group, the E4M3 scales of steps 2q, 2q+1."""
-    return tuple(sc_ref[r, :, :, pl.ds(it0 // _SCALE_STEPS + q, 1), :, :] for r in rows)
-
-  def scale_bytes(word, sub):
-    """The (rows, 2 blocks, 1, 1) scale bytes of step `sub` (0 or 1) of a word's chunk."""
-    block = jax.lax.broadcasted_iota(jnp.uint32, (1, 1, 1, _BLOCKS, 1, 1), 3)
-    shift = (block + _BLOCKS * sub) * 8
-    return ((word >> shift) & 0xFF).astype(jnp.uint8)
+    rows = [pl.ds(g * nw, nw) for g in range(2)]
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
 
   def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
@@ -198,11 +184,8 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
 
   def multiply(it, weight_step, *rest):
     codes, scale_bits = weight_step
-    *rest, (accs, flags) = rest
-    if cfg.scale_words:
-      (words, sub), *rest = rest
-      scale_bits = tuple(scale_bytes(w, sub) for w in words)
-    planes = rest[0] if rest else None
+    *queued_planes, (accs, flags) = rest
+    planes = queued_planes[0] if queued_planes else None
     weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
     new_flags = []
     for g, (c, sb) in enumerate(zip(codes, scale_bits)):
@@ -227,8 +210,6 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   # register layouts; flags reduced from the codes' shape did the same.)
   no_flags = (jnp.zeros(shape[:4] + (1, 1), jnp.uint8),) * 2 if cfg.isolate_nan_rows else ()
   streams = [(load, cfg.prefetch)]
-  if cfg.scale_words:  # as far ahead as the codes, in chunks of 2 steps
-    streams.append((load_scale_words, -(-cfg.prefetch // _SCALE_STEPS), _SCALE_STEPS))
   if cfg.prefetch_activations:
     streams.append((load_x, cfg.prefetch_activations))
   accs, flags = common.stream_queues(n_iter, streams, multiply, (zeros, no_flags))
@@ -271,16 +252,12 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
   if config.queue_words:
     codes = common.bytes_to_words(codes)
-  scales = w.scales.reshape(n // 8, 2, 4, kb)
-  if config.scale_words:
-    scales = common.bytes_to_words(scales)
   args += [codes,
-           scales.reshape(n // 8, 2, 4, scales.shape[-1], 1, 1)]
+           w.scales.reshape(n // 8, 2, 4, kb, 1, 1)]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
   in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
-               pl.BlockSpec((2 * nw, 2, 4, scales.shape[-1], 1, 1),
-                            lambda j, s: (j,) + (0,) * 5)]
+               pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              gpu=not interpret)
   out = pl.pallas_call(

@@ -131,28 +131,3 @@ def test_stream_queues_gives_each_stream_its_own_steps_loads_at_any_depths(depth
     for it in range(n_iter):
       want = (want * 31 + it + (it + 100) * 3 + it * 7 + 1000) % 2**32
     assert int(got) % 2**32 == want, (depths, n_iter)
-
-
-@pytest.mark.parametrize("depth,every,code_depth", [(0, 2, 1), (1, 2, 4), (1, 4, 2),
-                                                    (2, 2, 3), (3, 2, 0), (1, 8, 1)])
-def test_stream_queues_chunk_streams_serve_every_step_of_their_chunk(depth, every,
-                                                                     code_depth):
-  # A chunk stream loads chunk q = it // every (value q·1000 + 7) and is handed with the
-  # step's position in it; next to a step stream of another depth. Order-sensitive fold.
-  for n_iter in (every, 2 * every, 3 * every, 5 * every, 8 * every):
-    streams = [(lambda it: jnp.asarray(it) + 100, code_depth),
-               (lambda q: jnp.asarray(q) * 1000 + 7, depth, every)]
-
-    def multiply(it, a, chunk, acc):
-      value, sub = chunk
-      assert isinstance(sub, int) and 0 <= sub < every
-      return acc * 31 + jnp.asarray(it) + a * 3 + value * 5 + sub
-
-    got = C.stream_queues(n_iter, streams, multiply, jnp.int32(0))
-    want = 0
-    for it in range(n_iter):
-      want = (want * 31 + it + (it + 100) * 3 + ((it // every) * 1000 + 7) * 5
-              + it % every) % 2**32
-    assert int(got) % 2**32 == want, (depth, every, code_depth, n_iter)
-  with pytest.raises(ValueError, match="divide"):
-    C.stream_queues(3, [(lambda q: q, 1, 2)], lambda it, c, acc: acc, jnp.int32(0))

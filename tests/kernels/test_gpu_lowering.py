@@ -66,13 +66,12 @@ def test_mma_gemv_lowers(m, mode, warps):
   w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)
   # one step ahead at m = 1; at m = 3 three with the activations and the NaN-row flags
   # (4 steps per split: one ring iteration and a peeled tail step); at m = 2 code words
-  # 4 ahead, the activations 2, scale words in chunks of 2 steps (rings of three depths
-  # in one unrolled body)
+  # 4 ahead, the activations 2 (rings of two depths in one unrolled body)
   cfg = {1: MmaGemvConfig(split_k=2, num_warps=warps, prefetch=1),
          3: MmaGemvConfig(split_k=2, num_warps=warps, prefetch=3, prefetch_activations=True,
                           isolate_nan_rows=True),
          2: MmaGemvConfig(split_k=1, num_warps=warps, prefetch=4, prefetch_activations=2,
-                          queue_words=True, scale_words=True)}[m]
+                          queue_words=True)}[m]
   text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
                          _prepared(m, 512, mode), w)
   assert "sharq_mma_gemv" in text

@@ -261,9 +261,7 @@ def test_default_packed_config_covers_the_gpu():
                                                   queue_words=True), 1),
                                    (MmaGemvConfig(split_k=1, prefetch=3,
                                                   prefetch_activations=2,
-                                                  queue_words=True, scale_words=True), 3),
-                                   (MmaGemvConfig(split_k=2, prefetch=1,
-                                                  scale_words=True), 1)],
+                                                  queue_words=True), 3)],
                          ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
 def test_mma_gemv_matches_reference(weight, cfg, m):
   """Interpret mode runs the MMA GEMV's tiles, decode, activation planes, column sets
@@ -302,7 +300,7 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   x = _heavy((3, 256), seed=12, dtype=jnp.bfloat16)
   for cfg in (MmaGemvConfig(split_k=2, isolate_nan_rows=True),
               MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=True,
-                            isolate_nan_rows=True, scale_words=True)):
+                            isolate_nan_rows=True)):
     prep = sharq_prep(x, layout=PathLayout.GEMV, interpret=True)
     y = np.asarray(sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, interpret=True))
     ref = np.asarray(sharq_gemm_reference(prep, pw))
@@ -357,10 +355,6 @@ def test_mma_gemv_config_rules(weight):
   assert MmaGemvConfig(split_k=2, prefetch=4, prefetch_activations=True).tag() == "n64s2p4a"
   assert MmaGemvConfig(prefetch=8, prefetch_activations=2, queue_words=True
                        ).tag() == "n64s4p8a2w"
-  # One scale word per row holds 2 steps' scales: K / split_k must be whole words.
-  with pytest.raises(ValueError, match="scale_words"):
-    MmaGemvConfig(split_k=4, scale_words=True).check(1, 64, 256)
-  MmaGemvConfig(split_k=2, scale_words=True).check(1, 64, 256)
   # Two activation columns per MMA group; an odd count leaves the last half empty.
   assert column_sets(1, 2) == [((0, 0), (1, 0))]
   assert column_sets(3, 1) == [((0, 0), (0, 1)), ((0, 2), None)]
