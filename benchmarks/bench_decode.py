@@ -165,7 +165,7 @@ def gemv_candidates(m: int, n: int, k: int) -> list:
   del m
   base = default_gemv_config(1, n, k)
   cands = [base, dataclasses.replace(base, row_groups=1),
-           dataclasses.replace(base, prefetch=not base.prefetch)]
+           dataclasses.replace(base, prefetch=0 if base.prefetch else 1)]
   for bn, bk, split, warps, groups in (
       (32, 128, 16, 4, 2), (32, 128, 16, 4, 4), (64, 128, 16, 4, 4), (64, 128, 8, 4, 4),
       (64, 128, 16, 4, 8), (32, 128, 8, 4, 2), (16, 256, 4, 2, 2), (32, 256, 4, 4, 2),

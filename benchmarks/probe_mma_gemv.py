@@ -43,14 +43,18 @@ from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noq
 CALLS = 24
 ROTATE_BYTES = 240e6  # 4x the L2
 DN = (((1,), (1,)), ((), ()))
-# Tiles tried per (K, N): the session-7 defaults (M = 1, 2, >= 3) and neighbours.
-_Q4 = dict(prefetch=4, prefetch_activations=True)
-_Q2 = dict(prefetch=2, prefetch_activations=True)
+# Tiles tried per (K, N): the session-8 defaults (M = 1, 2, >= 3; code words) and the
+# session-7 byte tiles they replaced.
+_W = dict(queue_words=True)
 TILES = {
-    (4096, 14336): [MmaGemvConfig(split_k=2, **_Q4), MmaGemvConfig(split_k=4, **_Q4),
-                    MmaGemvConfig(split_k=8, prefetch=2), MmaGemvConfig(split_k=8)],
-    (14336, 4096): [MmaGemvConfig(split_k=8, **_Q2), MmaGemvConfig(split_k=16, **_Q2),
-                    MmaGemvConfig(split_k=8, prefetch=2), MmaGemvConfig(split_k=8)],
+    (4096, 14336): [MmaGemvConfig(split_k=2, prefetch=4, prefetch_activations=4, **_W),
+                    MmaGemvConfig(split_k=8, prefetch=2, **_W),
+                    MmaGemvConfig(split_k=8, prefetch=1, **_W),
+                    MmaGemvConfig(split_k=2, prefetch=4, prefetch_activations=4)],
+    (14336, 4096): [MmaGemvConfig(split_k=8, prefetch=4, **_W),
+                    MmaGemvConfig(split_k=8, prefetch=4, prefetch_activations=1, **_W),
+                    MmaGemvConfig(split_k=8, prefetch=1, **_W),
+                    MmaGemvConfig(split_k=8, prefetch=2, prefetch_activations=2)],
 }
 SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False),
                             MmaGemvConfig(split_k=1, prefetch=3, prefetch_activations=True)]}
@@ -76,6 +80,9 @@ def main():
     tiles = {shape: mma_tiles for shape in tiles}
   if args.shapes and not args.smoke:
     keep = {tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")}
+    if keep - set(tiles):
+      raise SystemExit(f"--shapes: unknown KxN {sorted(keep - set(tiles))}; "
+                       f"known: {sorted(tiles)}")
     tiles = {shape: cands for shape, cands in tiles.items() if shape in keep}
   gemv_tiles = harness.parse_tiles(args.gemv_tiles, GemvConfig)
   key = jax.random.PRNGKey(0)

@@ -242,4 +242,3 @@ def stream_queues(n_iter: int, streams, multiply, init):
   for j in range(n_iter % unroll):
     acc = step(full * unroll + j, j, rings, acc, clamp=False)
   return acc
-

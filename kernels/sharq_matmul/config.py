@@ -186,7 +186,8 @@ class MmaGemvConfig:
 
   split_k: int = 4
   num_warps: int = 4
-  # K steps whose code bytes are loaded ahead of the current step's MMAs (0: none).
+  # K steps whose codes (bytes or words) are loaded ahead of the current step's MMAs
+  # (0: none).
   prefetch: int = 1
   # K steps whose activations are loaded ahead (0 or False: at their step, an L2 round
   # trip on every step's critical path; True: as deep as the codes). Their own depth,

@@ -30,8 +30,8 @@ with plain float32 products instead of the PTX.
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
 weights) per thread and tensor: the design of the session-6 prototype (run 18). This
 module passed the H200's checks at every tile, mode and M it was timed at in session 7
-(runs 21-25, with the prefetch queue of common.stream_queues) and in session 8 (runs
-26-30). A variant that carried codes and activations in int32 words through the whole
+(runs 21-25, with the prefetch ring that is now common.stream_queues) and in session 8
+(runs 26-32; runs 26-27 and 30-32 checked exact mode at the timed M only). A variant that carried codes and activations in int32 words through the whole
 kernel gave wrong results there and was not kept (kernels/NOTES.md, v6). Here only the
 prefetch queue holds words (MmaGemvConfig.queue_words): they are unpacked to the byte
 tile before the decode, whose register layout the local compile shows to be the one a
@@ -141,7 +141,8 @@ def column_sets(m: int, npaths: int):
 
 def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bool):
   x_refs = refs[:npaths]  # (1, 1, M, K/32, parity, half, 8) float16
-  w_ref, sc_ref, o_ref = refs[npaths:]  # (2W, 2, 4, K/32, half, 8) u8, (.., 1, 1) E4M3
+  # (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1) E4M3
+  w_ref, sc_ref, o_ref = refs[npaths:]
   nw = cfg.num_warps
   shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
   sets = column_sets(m, npaths)

@@ -94,7 +94,7 @@ GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True, row_groups=2), 1),
 
 @pytest.mark.parametrize("cfg,m", GEMV,
                          ids=lambda v: f"bn{v.block_n}-bk{v.block_k}-s{v.split_k}"
-                         f"-pf{int(v.prefetch)}{'a' if v.prefetch_activations else ''}"
+                         f"-pf{v.prefetch}a{v.prefetch_activations}"
                          f"-g{v.row_groups}"
                          if isinstance(v, GemvConfig) else f"m{v}")
 def test_gemv_matches_reference(weight, cfg, m):
@@ -300,7 +300,7 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   x = _heavy((3, 256), seed=12, dtype=jnp.bfloat16)
   for cfg in (MmaGemvConfig(split_k=2, isolate_nan_rows=True),
               MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=True,
-                            isolate_nan_rows=True)):
+                            isolate_nan_rows=True, queue_words=True)):
     prep = sharq_prep(x, layout=PathLayout.GEMV, interpret=True)
     y = np.asarray(sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, interpret=True))
     ref = np.asarray(sharq_gemm_reference(prep, pw))
