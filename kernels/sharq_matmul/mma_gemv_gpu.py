@@ -30,25 +30,26 @@ with plain float32 products instead of the PTX.
 The tiles are (num_warps, 2, 4, 2 blocks, 2 halves, 8 bytes): 8 code bytes (16
 weights) per thread and tensor: the design of the session-6 prototype (run 18). This
 module passed the H200's checks at every tile, mode and M it was timed at in session 7
-(runs 21-25, with the prefetch ring that is now common.stream_queues) and in session 8
-(runs 26-32; runs 26-27 and 30-32 checked exact mode at the timed M only). A variant that carried codes and activations in int32 words through the whole
-kernel gave wrong results there and was not kept (kernels/NOTES.md, v6). Here only the
-prefetch queue holds words (MmaGemvConfig.queue_words): they are unpacked to the byte
-tile before the decode, whose register layout the local compile shows to be the one a
-direct byte load gets, and they passed every check on the H200 (runs 26-30).
+(runs 21-25, with the prefetch ring that is now common.stream_queues) and at every tile
+of session 8 (runs 26-32; exact mode at the timed M in the probes, both modes at M = 1,
+2 for the defaults in run 28). A variant that carried codes and activations in int32
+words through the whole kernel gave wrong results there and was not kept
+(kernels/NOTES.md, v6). Here only the prefetch queue holds words
+(MmaGemvConfig.queue_words): they are unpacked to the byte tile before the decode, in
+the register layout a direct byte load gets (local compile).
 
 Bad input: a NaN or Inf weight block (an E4M3 scale code 0x7F, only made from NaN/Inf
 weights) decodes to NaN weights. In the MMA these also meet the zeros that B holds for
 the other 3 rows of the quad. IEEE arithmetic would make NaN·0 = NaN there and poison
 those rows too, but on the H200 the mma.sync products do not: in every default-mode
-bad-input check of runs 26-30 (probe_mma_gemv: 40 checks, both big shapes, M = 1-3) the NaN rows
-were exactly the reference's. The PTX ISA does not promise this, so the probe checks it
-on every run. MmaGemvConfig(isolate_nan_rows=True) does not rely on it: bad blocks enter
-the MMAs as zeros, and a per-row flag carried through the K loop restores NaN after the
-shuffles (checked on the H200 in run 25, where it cost 22.0 -> 31.1 us at 4096x14336,
-M = 1: the flag loads every step's scale bytes a second time in another register
-layout). Finite inputs give the reference's products exactly; NaN/Inf activations
-poison their token's outputs as in the reference.
+bad-input check of runs 26-30 (probe_mma_gemv: 40 checks, both big shapes, M = 1-3)
+the NaN rows were exactly the reference's. The PTX ISA does not promise this, so the
+probe checks it on every run. MmaGemvConfig(isolate_nan_rows=True) does not rely on it:
+bad blocks enter the MMAs as zeros, and a per-row flag carried through the K loop
+restores NaN after the shuffles (checked on the H200 in run 25, where it cost 22.0 ->
+31.1 us at 4096x14336, M = 1: the flag loads every step's scale bytes a second time in
+another register layout). Finite inputs give the reference's products exactly; NaN/Inf
+activations poison their token's outputs as in the reference.
 """
 
 from __future__ import annotations
