@@ -1,4 +1,4 @@
-"""MMA GEMV against the CUDA-core GEMV and XLA bf16 at decode sizes (device time).
+"""MMA and fragment GEMVs against the CUDA-core GEMV and XLA bf16 at decode sizes.
 
 For each big Llama shape and M: a correctness check of every MMA GEMV tile against the
 float32 reference (both path modes, M and M + 1 tokens), then device times (jax.profiler
@@ -9,9 +9,10 @@ OUT/results.jsonl.
     python3 benchmarks/probe_mma_gemv.py --out $OUT/mma --ms 1,2,4,8 --budget_s 400
     python3 benchmarks/probe_mma_gemv.py --smoke   # CPU: interpret mode, tiny shapes
 
---mma_tiles / --gemv_tiles replace the tiles tried at every shape (semicolon-separated
-config fields, e.g. "split_k=4,prefetch=2;split_k=8,prefetch_activations=True"); the
-GEMV row is otherwise its default tile. --shapes picks shapes (e.g. 4096x14336).
+--mma_tiles / --frag_tiles / --gemv_tiles replace the tiles tried at every shape
+(semicolon-separated config fields, e.g. "split_k=4,prefetch=2;split_k=8,
+prefetch_activations=True"; "none" tries none); the GEMV row is otherwise its default
+tile. Each kernel reads activations prepared in its own layout (prep_layout). --shapes picks shapes (e.g. 4096x14336).
 --light_checks checks each tile in exact mode at M only, and the bad input at the first
 M only (a deep queue's kernel takes seconds to compile, and each check compiles one).
 """
@@ -33,10 +34,10 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (MMA_GEMV_MAX_M, GemvConfig,  # noqa: E402
-                                            MmaGemvConfig,
-                                            pack_weight_from_float, sharq_gemm,
-                                            sharq_gemm_reference)
+from sharq_jax.kernels.sharq_matmul import (FRAGMENT_GEMV_MAX_M, MMA_GEMV_MAX_M,  # noqa: E402
+                                            FragmentGemvConfig, GemvConfig, MmaGemvConfig,
+                                            pack_weight_from_float, prep_layout,
+                                            sharq_gemm, sharq_gemm_reference)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noqa: E402
 
@@ -58,6 +59,21 @@ TILES = {
 }
 SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False),
                             MmaGemvConfig(split_k=1, prefetch=3, prefetch_activations=True)]}
+# Fragment GEMV tiles per (K, N): its M = 1 defaults (session 9, unswept).
+FRAG_TILES = {(4096, 14336): [FragmentGemvConfig(split_k=2, prefetch=4, prefetch_activations=4)],
+              (14336, 4096): [FragmentGemvConfig(split_k=8, prefetch=4)]}
+SMOKE_FRAG_TILES = {(256, 128): [FragmentGemvConfig(split_k=2),
+                                 FragmentGemvConfig(split_k=1, prefetch=3,
+                                                    prefetch_activations=2, num_warps=2)]}
+
+
+def _tiles(spec: str, cls, defaults: dict) -> dict:
+  """{(K, N): tiles}: the --*_tiles spec for every shape ("none": none), else defaults."""
+  if spec == "none":
+    return {shape: [] for shape in defaults}
+  if spec:
+    return {shape: harness.parse_tiles(spec, cls) for shape in defaults}
+  return defaults
 
 
 def main():
@@ -67,6 +83,7 @@ def main():
   ap.add_argument("--budget_s", type=float, default=400)
   ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
   ap.add_argument("--mma_tiles", default="", help="MMA GEMV tiles for every shape")
+  ap.add_argument("--frag_tiles", default="", help="fragment GEMV tiles for every shape")
   ap.add_argument("--gemv_tiles", default="", help="GEMV tiles for every shape")
   ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
   ap.add_argument("--light_checks", action="store_true",
@@ -74,10 +91,9 @@ def main():
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
-  tiles = SMOKE_TILES if args.smoke else TILES
-  if args.mma_tiles:
-    mma_tiles = harness.parse_tiles(args.mma_tiles, MmaGemvConfig)
-    tiles = {shape: mma_tiles for shape in tiles}
+  tiles = _tiles(args.mma_tiles, MmaGemvConfig, SMOKE_TILES if args.smoke else TILES)
+  frag = _tiles(args.frag_tiles, FragmentGemvConfig,
+                SMOKE_FRAG_TILES if args.smoke else FRAG_TILES)
   if args.shapes and not args.smoke:
     keep = {tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")}
     if keep - set(tiles):
@@ -102,14 +118,16 @@ def main():
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
-      checks = [("mma_gemv", c) for c in cands] + [("gemv", c) for c in gemv_tiles]
+      checks = ([("mma_gemv", c) for c in cands] + [("fragment_gemv", c) for c in frag[k, n]]
+                + [("gemv", c) for c in gemv_tiles])
       for impl, cfg in checks:  # every tile against the reference first
         for mode in (PathMode.EXACT,) if args.light_checks else PathMode:
           for mm in (m,) if args.light_checks else (m, m + 1):
             if mm > MMA_GEMV_MAX_M:
               continue
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
-            pr = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=interpret)
+            pr = sharq_prep(x, mode=mode, layout=prep_layout(impl, mm, cfg),
+                            interpret=interpret)
             err = harness.rel_err(sharq_gemm(pr, w4[0], impl=impl, config=cfg,
                                              interpret=interpret),
                                   sharq_gemm_reference(pr, w4[0]))
@@ -119,7 +137,7 @@ def main():
         if args.light_checks and mi:
           continue
         pr = sharq_prep(mm_specs.heavy_activations(jax.random.fold_in(key, 77), m, k),
-                        layout=PathLayout.GEMV, interpret=interpret)
+                        layout=prep_layout(impl, m, cfg), interpret=interpret)
         y = sharq_gemm(pr, w_bad, impl=impl, config=cfg, interpret=interpret)
         ref = sharq_gemm_reference(pr, w_bad)
         nan_rows = sorted(set(jnp.flatnonzero(jnp.isnan(y).any(axis=0)).tolist()))
@@ -147,9 +165,20 @@ def main():
       if m <= 8:
         runs.append(("gemv", functools.partial(sharq_gemm, impl="gemv", out_dtype=jnp.bfloat16,
                                                interpret=interpret), sets4))
+      runs.append(("mma_default", functools.partial(
+          sharq_gemm, impl="mma_gemv", out_dtype=jnp.bfloat16, interpret=interpret), sets4))
       runs += [(f"mma_{c.tag()}", functools.partial(
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
+      if m <= FRAGMENT_GEMV_MAX_M:
+        prs64 = [sharq_prep(x, layout=PathLayout.PLANES_64, interpret=interpret) for x in xs]
+        sets64 = [(prs64[j], w4[j % c4]) for j in range(CALLS)]
+        runs.append(("frag_default", functools.partial(
+            sharq_gemm, impl="fragment_gemv", out_dtype=jnp.bfloat16, interpret=interpret),
+            sets64))
+        runs += [(f"frag_{c.tag()}", functools.partial(
+            sharq_gemm, impl="fragment_gemv", config=c, out_dtype=jnp.bfloat16,
+            interpret=interpret), sets64) for c in frag[k, n]]
       runs += [(f"gemv_{c.tag()}", functools.partial(
           sharq_gemm, impl="gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in gemv_tiles]

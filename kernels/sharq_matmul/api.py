@@ -9,10 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from sharq_jax.kernels.sharq_matmul import gemv_gpu, mma_gemv_gpu, pallas_gpu
-from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, GemvConfig,
+from sharq_jax.kernels.sharq_matmul import fragment_gemv_gpu, gemv_gpu, mma_gemv_gpu, pallas_gpu
+from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, FragmentGemvConfig,
+                                                   GemvConfig,
                                                    MmaGemvConfig, PackedGemmConfig,
                                                    default_dense_config,
+                                                   default_fragment_gemv_config,
                                                    default_gemv_config,
                                                    default_mma_gemv_config,
                                                    default_packed_config)
@@ -26,6 +28,7 @@ class GemmImpl(enum.Enum):
 
   GEMV = "gemv"  # Pallas, FP4 payload decoded in registers, CUDA-core FMAs (M <= 8)
   MMA_GEMV = "mma_gemv"  # the same in-register decode, products on mma.sync (M <= 8)
+  FRAGMENT_GEMV = "fragment_gemv"  # mma.sync with each quad on one row's 64 K (M <= 8)
   PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
@@ -59,11 +62,16 @@ def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
 
 
 _IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GEMV,),
+                   FragmentGemvConfig: (GemmImpl.FRAGMENT_GEMV,),
                    PackedGemmConfig: (GemmImpl.PACKED,),
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
-# The GEMVs read PathLayout.GEMV and apply s·s_w themselves: (kernel, default config).
-_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config),
-          GemmImpl.MMA_GEMV: (mma_gemv_gpu.mma_gemv, default_mma_gemv_config)}
+# The GEMVs read nibble-plane layouts and apply s·s_w themselves: (kernel, default
+# config, the layout it reads).
+_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config, PathLayout.GEMV),
+          GemmImpl.MMA_GEMV: (mma_gemv_gpu.mma_gemv, default_mma_gemv_config,
+                              PathLayout.GEMV),
+          GemmImpl.FRAGMENT_GEMV: (fragment_gemv_gpu.fragment_gemv,
+                                   default_fragment_gemv_config, PathLayout.PLANES_64)}
 
 
 def mma_gemv_fits(n: int, k: int | None) -> bool:
@@ -81,7 +89,8 @@ def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
   wanted = _IMPL_OF_CONFIG.get(type(config))
   if wanted is None:
     raise TypeError(f"sharq_gemm: config must be a GemvConfig, MmaGemvConfig, "
-                    f"PackedGemmConfig or DenseGemmConfig, got {type(config).__name__}")
+                    f"FragmentGemvConfig, PackedGemmConfig or DenseGemmConfig, got "
+                    f"{type(config).__name__}")
   if impl is GemmImpl.AUTO:
     return wanted[0]
   if impl not in wanted:
@@ -95,8 +104,8 @@ def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
   """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, and the
   weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
   no conversion runs before the GEMM."""
-  gemv = _impl_for(GemmImpl(impl), config, m, n, k) in _GEMVS
-  return PathLayout.GEMV if gemv else PathLayout.MMA
+  gemv = _GEMVS.get(_impl_for(GemmImpl(impl), config, m, n, k))
+  return gemv[2] if gemv else PathLayout.MMA
 
 
 def _xla_gemm(paths, w16, factor, bias, out_dtype):
@@ -113,13 +122,15 @@ def _xla_gemm(paths, w16, factor, bias, out_dtype):
 @functools.partial(jax.jit, static_argnames=("out_dtype", "impl", "config", "interpret"))
 def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.float32,
                impl: GemmImpl = GemmImpl.AUTO,
-               config: (GemvConfig | MmaGemvConfig | PackedGemmConfig | DenseGemmConfig
+               config: (GemvConfig | MmaGemvConfig | FragmentGemvConfig | PackedGemmConfig
+                        | DenseGemmConfig
                         | None) = None,
                interpret: bool = False) -> jax.Array:
   """Y = s·s_w · Σ_p P_p · Ŵ'ᵀ (+ bias) for prepared activations (M, K) → (M, N).
 
-  The GEMVs read paths in PathLayout.GEMV, the other kernels in PathLayout.MMA; paths
-  in the other layout are converted by XLA first. Either layout gives the same Y.
+  The GEMVs read paths in a nibble-plane layout (PathLayout.GEMV, or PLANES_64 for
+  the fragment GEMV), the other kernels in PathLayout.MMA; paths in another layout are
+  converted by XLA first. Every layout gives the same Y.
   """
   m, k = prepared.paths[0].shape
   if k != w.k:
@@ -127,11 +138,13 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
   out_dtype = jnp.dtype(out_dtype)
   if impl in _GEMVS:
-    kernel, default = _GEMVS[impl]
+    kernel, default, layout = _GEMVS[impl]
+    if prepared.layout is not layout:  # the kernel permutes column-order paths itself
+      prepared = prepared.in_mma_layout()
     return kernel(prepared.paths, w, act_scale=prepared.scale, bias=bias,
                   out_dtype=out_dtype,
                   config=config if config is not None else default(m, w.n, k),
-                  planes=prepared.layout is PathLayout.GEMV, interpret=interpret)
+                  planes=prepared.layout is layout, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:

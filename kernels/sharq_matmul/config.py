@@ -58,6 +58,16 @@ def _prefetch_depth(cfg) -> None:
   object.__setattr__(cfg, "prefetch_activations", acts)
 
 
+def _check_queued_gemv(cfg, warps: tuple) -> None:
+  """Checks num_warps (one of `warps`), split_k and the prefetch depths of a GEMV
+  config with prefetch queues."""
+  if cfg.num_warps not in warps:
+    raise ValueError(f"num_warps must be one of {warps}, got {cfg.num_warps}")
+  if cfg.split_k < 1:
+    raise ValueError(f"split_k must be >= 1, got {cfg.split_k}")
+  _prefetch_depth(cfg)
+
+
 def _prefetch_tag(cfg) -> str:
   """p / pN: the codes' depth; a / aN: the activations' (a: the same depth)."""
   d, a = cfg.prefetch, cfg.prefetch_activations
@@ -207,11 +217,7 @@ class MmaGemvConfig:
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
 
   def __post_init__(self):
-    if self.num_warps not in (4, 8):
-      raise ValueError(f"num_warps must be 4 or 8, got {self.num_warps}")
-    if self.split_k < 1:
-      raise ValueError(f"split_k must be >= 1, got {self.split_k}")
-    _prefetch_depth(self)
+    _check_queued_gemv(self, (4, 8))
 
   @property
   def block_n(self) -> int:
@@ -228,6 +234,55 @@ class MmaGemvConfig:
     if m > MMA_GEMV_MAX_M:
       raise ValueError(f"the MMA GEMV takes M <= {MMA_GEMV_MAX_M} tokens, got M={m}")
     _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
+
+
+@dataclasses.dataclass(frozen=True)
+class FragmentGemvConfig:
+  """Tensor-core GEMV in the mma.sync fragment layout (fragment_gemv_gpu) for M <=
+  FRAGMENT_GEMV_MAX_M tokens, N a multiple of 16·num_warps, K of 64·split_k.
+
+  Grid (N / (16·num_warps), split_k). Each warp holds 16 weight rows in two groups of
+  8 (rows g and g+8 of the MMA's A); a step is 64 K, the 32 code bytes a quad of lanes
+  loads from one row. float32 partials per K split are summed by XLA.
+  """
+
+  split_k: int = 4
+  num_warps: int = 4
+  # K steps whose codes and scales are loaded ahead of the current step's MMAs.
+  prefetch: int = 1
+  # K steps whose activations are loaded ahead (False: at their step; True: as deep as
+  # the codes).
+  prefetch_activations: int = 0
+  # Load and queue the code bytes as 32-bit words (unpacked at their step): a queued
+  # step of words costs a quarter of the registers of bytes.
+  queue_words: bool = True
+  num_stages: int = 1
+
+  block_k = 64  # K per step: the 32 code bytes of a row that one quad of lanes loads
+
+  def __post_init__(self):
+    _check_queued_gemv(self, (1, 2, 4, 8))
+
+  @property
+  def block_n(self) -> int:
+    return 16 * self.num_warps
+
+  def tag(self) -> str:
+    """Short name of the tile (the kernel's name in profiles carries it)."""
+    return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
+            f"{'w' if self.queue_words else ''}")
+
+  def check(self, m: int, n: int, k: int) -> None:
+    """Raises ValueError if this config cannot tile (m, n, k)."""
+    if m > FRAGMENT_GEMV_MAX_M:
+      raise ValueError(f"the fragment GEMV takes M <= {FRAGMENT_GEMV_MAX_M} tokens, "
+                       f"got M={m}")
+    _check_tiles(n, k, self.block_n, self.split_k * self.block_k, "split_k·block_k")
+
+
+# One float32 accumulator fragment (8 registers) per token, and one queued step of
+# activations costs 8 registers per path and token.
+FRAGMENT_GEMV_MAX_M = 8
 
 
 # Two activation columns per MMA group: M groups of 4 MMAs per step in exact mode. The
@@ -307,21 +362,12 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   deeper queues cost registers there: 61-63 against 52-54 us two ahead at M = 4).
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
   otherwise)."""
-  base = MmaGemvConfig()
-  if m == 1:
-    split = 1
-    while (max(n // base.block_n, 1) * split < _MMA_GEMV_M1_PROGRAMS
-           and 2 * split * base.block_k <= k):
-      split *= 2
-  else:
-    split = 8
-  while split > 1 and k % (split * base.block_k):
-    split //= 2
+  split = _gemv_split(m, n, k, MmaGemvConfig())
   if m == 1:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),
                          queue_words=True)
   if m == 2:
-    if k // (split * base.block_k) >= 16:
+    if k // (split * MmaGemvConfig.block_k) >= 16:
       return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=1,
                            queue_words=True)
     return MmaGemvConfig(split_k=split, prefetch=2, queue_words=True)
@@ -331,3 +377,29 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
 # Programs the M = 1 grid aims for: enough that the deep prefetch queues of ~3 resident
 # programs per SM keep the HBM busy (runs 21-22).
 _MMA_GEMV_M1_PROGRAMS = 448
+
+
+def _gemv_split(m: int, n: int, k: int, base) -> int:
+  """The K split of the tensor-core GEMVs' defaults: at M = 1 until the grid has
+  _MMA_GEMV_M1_PROGRAMS programs, else 8; halved until K splits into base.block_k
+  steps."""
+  split = 1
+  if m == 1:
+    while (max(n // base.block_n, 1) * split < _MMA_GEMV_M1_PROGRAMS
+           and 2 * split * base.block_k <= k):
+      split *= 2
+  else:
+    split = 8
+  while split > 1 and k % (split * base.block_k):
+    split //= 2
+  return split
+
+
+def default_fragment_gemv_config(m: int, n: int, k: int) -> FragmentGemvConfig:
+  """Fragment GEMV tile: 64 rows (4 warps), code words, the weight queue 4 steps ahead.
+  M = 1: K split until the grid has >= 448 programs, the activations queued too where
+  the split is <= 4 (the rule of default_mma_gemv_config at M = 1, unswept here);
+  M >= 2: split 8, activations at their step. Splits shrink where K needs it."""
+  split = _gemv_split(m, n, k, FragmentGemvConfig())
+  acts = 4 * (m == 1 and split <= 4)
+  return FragmentGemvConfig(split_k=split, prefetch=4, prefetch_activations=acts)

@@ -67,13 +67,15 @@ from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 
-_MMA = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
 # Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
 # activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
 _BLOCKS, _HALVES, _HALF = 2, 2, 8
 
 
-def _inline_asm(text: str, args, constraints: str):
+def inline_asm_f32(text: str, args, constraints: str):
+  """One float32 result of args[-1]'s shape from PTX `text`, 8 elements per thread and
+  operand (pack 8: a thread's 8 code bytes, float16 values or float32 sums)."""
   from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
   [out] = plgpu.elementwise_inline_asm(
       text, args=list(args), constraints=constraints, pack=_HALF,
@@ -81,7 +83,8 @@ def _inline_asm(text: str, args, constraints: str):
   return out
 
 
-def _regs(base: int, n: int = 4) -> list[str]:
+def ptx_regs(base: int, n: int = 4) -> list[str]:
+  """PTX operand names $base .. $base+n-1."""
   return [f"${base + i}" for i in range(n)]
 
 
@@ -91,9 +94,9 @@ def _mma_asm() -> str:
   columns 2t, 2t+1); $8.. the float16 pairs of lo0, lo1, hi0, hi1 (weights of groups
   0/1, low/high nibbles), even0, odd0, even1, odd1 (the two columns' activations), 4
   registers each; $40..$47 the accumulators in."""
-  lo0, lo1, hi0, hi1 = (_regs(8 + 4 * i) for i in range(4))
-  e0, o0, e1, o1 = (_regs(24 + 4 * i) for i in range(4))
-  acc = _regs(40, 8)
+  lo0, lo1, hi0, hi1 = (ptx_regs(8 + 4 * i) for i in range(4))
+  e0, o0, e1, o1 = (ptx_regs(24 + 4 * i) for i in range(4))
+  acc = ptx_regs(40, 8)
   lines = ["{", ".reg .u32 lane, g, t, gm;", ".reg .pred pa, ph;", ".reg .b32 be<4>, bo<4>;",
            ".reg .f32 d<8>;", "mov.u32 lane, %laneid;", "shr.u32 g, lane, 2;",
            "and.b32 t, lane, 3;", "and.b32 gm, g, 3;", "setp.eq.u32 pa, t, gm;",
@@ -105,7 +108,7 @@ def _mma_asm() -> str:
   for k, (w0, w1, b) in enumerate(((lo0, lo1, "be"), (hi0, hi1, "bo"))):
     for c, j in enumerate((0, 2)):  # A rows g / g+8 = groups 0 / 1; k pairs j, j+1
       src = "{" + ",".join(acc[4 * c:4 * c + 4]) + "}" if k == 0 else chains[c]
-      lines.append(f"{_MMA} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
+      lines.append(f"{MMA_SYNC} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
                    f"{{{b}{j},{b}{j + 1}}}, {src};")
   lines += [f"mov.f32 ${i}, d{i};" for i in range(8)] + ["}"]
   return "\n".join(lines)
@@ -173,7 +176,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
       planes = load_x(it)
     if gpu:
       (lo0, hi0), (lo1, hi1) = weights
-      return tuple(_inline_asm(_mma_asm(), (lo0, lo1, hi0, hi1, *xs, acc), _MMA_CONSTRAINTS)
+      return tuple(inline_asm_f32(_mma_asm(), (lo0, lo1, hi0, hi1, *xs, acc), _MMA_CONSTRAINTS)
                    for xs, acc in zip(planes, accs))
     out, i = list(accs), 0  # interpret: float32 products per column and group
     for (c0, c1), xs in zip(sets, planes):
@@ -224,7 +227,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
         for half, c in enumerate(s):
           if c is None or c[1] != tok:
             continue
-          part = (_inline_asm(_extract_asm(g, half), (accs[si],), _EXTRACT_CONSTRAINTS)
+          part = (inline_asm_f32(_extract_asm(g, half), (accs[si],), _EXTRACT_CONSTRAINTS)
                   if gpu else accs[2 * col_index[c] + g])
           v = part if v is None else v + part
       y = jnp.sum(jnp.sum(jnp.sum(v, axis=5), axis=4), axis=3)  # (nw, 2, 4): 8·nw rows

@@ -116,8 +116,7 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   else:
     outs = (s_hat + r_hat,)
   for ref, val in zip(out_refs, outs):
-    if layout is PathLayout.GEMV:  # a permutation inside each 32-block (bk % 32 == 0)
-      val = reference.to_gemv_layout(val)
+    val = reference.to_layout(val, layout)  # a permutation inside each plane block
     _compat.masked_store(ref, val.astype(jnp.float16), row_ok)
 
 
@@ -150,9 +149,9 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       finite_amax), so every shard is quantized as the whole tensor would be. With
       gamma the RMSNorm statistics are this x's own rows: right for a token shard
       (whole rows), wrong for a K shard — normalise K-sharded inputs before.
-    layout: the column order of the paths written: PathLayout.MMA (column order) or
-      PathLayout.GEMV (nibble-plane order, what the GEMV kernel reads; a permutation
-      inside each 32-block, done in the same pass).
+    layout: the column order of the paths written: PathLayout.MMA (column order),
+      PathLayout.GEMV or PLANES_64 (nibble-plane order per 32- or 64-block, what the
+      GEMV kernels read; a permutation inside each block, done in the same pass).
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
@@ -168,6 +167,10 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   cfg = config or default_config(m, k)
   if k % cfg.block_k:
     raise ValueError(f"sharq_prep: K={k} is not a multiple of block_k={cfg.block_k}")
+  if layout.plane_block and cfg.block_k % layout.plane_block:
+    raise ValueError(f"sharq_prep: layout {layout.value} permutes {layout.plane_block}-"
+                     f"column blocks; K={k} with block_k={cfg.block_k} does not split "
+                     f"into them")
   bm, bk = cfg.block_m, cfg.block_k
   # The amax moves into the kernel only where one row block holds the whole tensor.
   in_kernel_amax = cfg.in_kernel_amax and scale is None and gamma is None and m <= bm

@@ -50,18 +50,43 @@ class PathLayout(enum.Enum):
   # (A float32 variant, saving the GEMV one conversion per weight and path, was slower
   # on the N ≥ K shapes in the one cross-run comparison made: kernels/NOTES.md, v4.)
   GEMV = "gemv"
+  # (M, K), per 64-block the 32 even-K columns then the 32 odd-K ones: the nibble planes
+  # of the 32 code bytes that one quad of lanes of the fragment GEMV loads from a row.
+  PLANES_64 = "planes64"
+
+  @property
+  def plane_block(self) -> int | None:
+    """K columns per nibble-plane block (None: column order)."""
+    return {PathLayout.GEMV: 32, PathLayout.PLANES_64: 64}.get(self)
+
+
+def _to_planes(path: jax.Array, block: int) -> jax.Array:
+  m, k = path.shape
+  return path.reshape(m, k // block, block // 2, 2).transpose(0, 1, 3, 2).reshape(m, k)
+
+
+def _from_planes(path: jax.Array, block: int) -> jax.Array:
+  m, k = path.shape
+  return path.reshape(m, k // block, 2, block // 2).transpose(0, 1, 3, 2).reshape(m, k)
+
+
+def to_layout(path: jax.Array, layout: PathLayout) -> jax.Array:
+  """An (M, K) path in PathLayout.MMA → `layout` (a permutation inside each plane
+  block; K must be a multiple of it)."""
+  block = PathLayout(layout).plane_block
+  return path if block is None else _to_planes(path, block)
 
 
 def to_gemv_layout(path: jax.Array) -> jax.Array:
   """An (M, K) path in PathLayout.MMA → PathLayout.GEMV (a permutation per 32-block)."""
-  m, k = path.shape
-  return path.reshape(m, k // 32, 16, 2).transpose(0, 1, 3, 2).reshape(m, k)
+  return _to_planes(path, 32)
 
 
-def to_mma_layout(path: jax.Array) -> jax.Array:
-  """Inverse of to_gemv_layout: (M, K) PathLayout.GEMV → PathLayout.MMA."""
-  m, k = path.shape
-  return path.reshape(m, k // 32, 2, 16).transpose(0, 1, 3, 2).reshape(m, k)
+def to_mma_layout(path: jax.Array, layout: PathLayout = PathLayout.GEMV) -> jax.Array:
+  """Inverse of to_layout: an (M, K) path in `layout` (default PathLayout.GEMV) →
+  PathLayout.MMA."""
+  block = PathLayout(layout).plane_block
+  return path if block is None else _from_planes(path, block)
 
 
 @jax.tree_util.register_dataclass
@@ -86,8 +111,9 @@ class Prepared:
     """The same activations with their paths in PathLayout.MMA (a no-op if they are)."""
     if self.layout is PathLayout.MMA:
       return self
-    return dataclasses.replace(self, paths=tuple(map(to_mma_layout, self.paths)),
-                               layout=PathLayout.MMA)
+    return dataclasses.replace(
+        self, paths=tuple(to_mma_layout(p, self.layout) for p in self.paths),
+        layout=PathLayout.MMA)
 
 
 def rms_stats(x2: jax.Array, eps: float) -> jax.Array:
