@@ -86,6 +86,8 @@ def main():
   ap.add_argument("--frag_tiles", default="", help="fragment GEMV tiles for every shape")
   ap.add_argument("--gemv_tiles", default="", help="GEMV tiles for every shape")
   ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
+  ap.add_argument("--time_mode", default="exact",
+                  help="path mode of the timed calls: exact or fast")
   ap.add_argument("--light_checks", action="store_true",
                   help="exact mode at M only; the bad-input check at the first M only")
   args = ap.parse_args()
@@ -156,7 +158,8 @@ def main():
                 f"{'OK' if good else 'FAIL'}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
             for j in range(CALLS)]
-      prs = [sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret) for x in xs]
+      prs = [sharq_prep(x, mode=args.time_mode, layout=PathLayout.GEMV, interpret=interpret)
+             for x in xs]
       sets4 = [(prs[j], w4[j % c4]) for j in range(CALLS)]
       row = dict(k=k, n=n, m=m)
       runs = [("bf16", lambda x, w: jax.lax.dot_general(
@@ -171,7 +174,8 @@ def main():
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
       if m <= FRAGMENT_GEMV_MAX_M:
-        prs64 = [sharq_prep(x, layout=PathLayout.PLANES_64, interpret=interpret) for x in xs]
+        prs64 = [sharq_prep(x, mode=args.time_mode, layout=PathLayout.PLANES_64,
+                            interpret=interpret) for x in xs]
         sets64 = [(prs64[j], w4[j % c4]) for j in range(CALLS)]
         runs.append(("frag_default", functools.partial(
             sharq_gemm, impl="fragment_gemv", out_dtype=jnp.bfloat16, interpret=interpret),

@@ -58,6 +58,8 @@ def main():
   ap.add_argument("--copies", type=int, default=8,
                   help="weight copies cycled (8 × 31 MB packed / 8 × 117 MB bf16 at the "
                   "big shapes: beyond the 60 MB L2)")
+  ap.add_argument("--impl", default="auto", help="GEMM impl (GemmImpl value)")
+  ap.add_argument("--mode", default="exact", help="path mode: exact or fast")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: one tiny shape, kernels in interpret mode")
   args = ap.parse_args()
@@ -72,7 +74,8 @@ def main():
     pws = [pack_weight_from_float(w.astype(jnp.float32)) for w in ws]
     xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 100 + i), args.m, k)
           for i in range(args.calls)]
-    sharq = jax.jit(lambda x, w: sharq_matmul(x, w, interpret=args.smoke))
+    sharq = jax.jit(lambda x, w: sharq_matmul(x, w, impl=args.impl, mode=args.mode,
+                                              interpret=args.smoke))
     bf16 = jax.jit(lambda x, w: jnp.dot(x, w.T))
     for name, fn, wl in (("sharq", sharq, pws), ("bf16", bf16, ws)):
       jax.block_until_ready(fn(xs[0], wl[0]))
