@@ -67,11 +67,11 @@ _IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GE
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
 # The GEMVs read nibble-plane layouts and apply s·s_w themselves: (kernel, default
 # config, the layout it reads).
-_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config, lambda cfg: PathLayout.GEMV),
+_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config, PathLayout.GEMV),
           GemmImpl.MMA_GEMV: (mma_gemv_gpu.mma_gemv, default_mma_gemv_config,
-                              lambda cfg: PathLayout.GEMV),
+                              PathLayout.GEMV),
           GemmImpl.FRAGMENT_GEMV: (fragment_gemv_gpu.fragment_gemv,
-                                   default_fragment_gemv_config, lambda cfg: cfg.layout)}
+                                   default_fragment_gemv_config, PathLayout.PLANES_64)}
 
 
 def mma_gemv_fits(n: int, k: int | None) -> bool:
@@ -105,14 +105,7 @@ def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
   weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
   no conversion runs before the GEMM."""
   gemv = _GEMVS.get(_impl_for(GemmImpl(impl), config, m, n, k))
-  if gemv is None:
-    return PathLayout.MMA
-  _, default, layout_of = gemv
-  if config is None:
-    if n is None or k is None:  # the default tile depends on the shape
-      return layout_of(default(m, 64 * 1024, 64 * 1024))
-    config = default(m, n, k)
-  return layout_of(config)
+  return gemv[2] if gemv else PathLayout.MMA
 
 
 def _xla_gemm(paths, w16, factor, bias, out_dtype):
@@ -145,14 +138,13 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
   out_dtype = jnp.dtype(out_dtype)
   if impl in _GEMVS:
-    kernel, default, layout_of = _GEMVS[impl]
-    config = config if config is not None else default(m, w.n, k)
-    layout = layout_of(config)
+    kernel, default, layout = _GEMVS[impl]
     if prepared.layout is not layout:  # the kernel permutes column-order paths itself
       prepared = prepared.in_mma_layout()
     return kernel(prepared.paths, w, act_scale=prepared.scale, bias=bias,
-                  out_dtype=out_dtype, config=config, planes=prepared.layout is layout,
-                  interpret=interpret)
+                  out_dtype=out_dtype,
+                  config=config if config is not None else default(m, w.n, k),
+                  planes=prepared.layout is layout, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:

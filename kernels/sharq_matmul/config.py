@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import operator
-
-from sharq_jax.kernels.sharq_prep.reference import PathLayout
+import enum
 
 
 class Interleave(enum.Enum):
@@ -241,13 +239,11 @@ class MmaGemvConfig:
 @dataclasses.dataclass(frozen=True)
 class FragmentGemvConfig:
   """Tensor-core GEMV in the mma.sync fragment layout (fragment_gemv_gpu) for M <=
-  FRAGMENT_GEMV_MAX_M tokens, N a multiple of block_n, K of block_k·split_k.
+  FRAGMENT_GEMV_MAX_M tokens, N a multiple of 16·num_warps, K of 64·split_k.
 
-  Grid (N / block_n, split_k). A K step reads row_bytes code bytes (2·row_bytes K) of
-  each of the program's rows: a quad of lanes holds 32 of them, so a warp holds
-  256 / row_bytes rows per row group (two groups: the MMA's A rows g and g + 8). The
-  activations must be in PathLayout.planes(block_k) (`layout`). float32 partials per K
-  split are summed by XLA.
+  Grid (N / (16·num_warps), split_k). Each warp holds 16 weight rows in two groups of
+  8 (rows g and g+8 of the MMA's A); a step is 64 K, the 32 code bytes a quad of lanes
+  loads from one row. float32 partials per K split are summed by XLA.
   """
 
   split_k: int = 4
@@ -260,39 +256,21 @@ class FragmentGemvConfig:
   # Load and queue the code bytes as 32-bit words (unpacked at their step): a queued
   # step of words costs a quarter of the registers of bytes.
   queue_words: bool = True
-  # Code bytes per row and K step: 32 (a quad per row, 8 rows per warp and group) up to
-  # 256 (the warp's 8 quads on one row): longer runs of one row per request.
-  row_bytes: int = 32
   num_stages: int = 1
+
+  block_k = 64  # K per step: the 32 code bytes of a row that one quad of lanes loads
 
   def __post_init__(self):
     _check_queued_gemv(self, (1, 2, 4, 8))
-    if self.row_bytes not in (32, 64, 128, 256):
-      raise ValueError(f"row_bytes must be 32, 64, 128 or 256, got {self.row_bytes}")
-
-  @property
-  def block_k(self) -> int:
-    """K per step."""
-    return 2 * self.row_bytes
-
-  @property
-  def rows_per_warp(self) -> int:
-    """Rows per warp and row group."""
-    return 256 // self.row_bytes
 
   @property
   def block_n(self) -> int:
-    return 2 * self.rows_per_warp * self.num_warps
-
-  @property
-  def layout(self) -> PathLayout:
-    """The activation layout the kernel reads."""
-    return PathLayout.planes(self.block_k)
+    return 16 * self.num_warps
 
   def tag(self) -> str:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
-            f"{'w' if self.queue_words else ''}r{self.row_bytes}")
+            f"{'w' if self.queue_words else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

@@ -53,10 +53,10 @@ from sharq_jax.kernels.sharq_matmul.config import FragmentGemvConfig
 from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import MMA_SYNC, inline_asm_f32, ptx_regs
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
-from sharq_jax.kernels.sharq_prep.reference import to_layout
+from sharq_jax.kernels.sharq_prep.reference import PathLayout, to_layout
 
-_QUAD_BYTES = 32  # a quad's code bytes per K step: 8 per lane, 64 K of one row
-_BLOCK_BYTES = 16  # code bytes per 32-block (one E4M3 scale)
+_ROWS = 8  # rows per group and warp: the g of lane 4g + t
+_STEP_BYTES = 32  # a row's code bytes per 64-K step: 8 per lane of the quad
 
 
 def _mma_asm() -> str:
@@ -95,47 +95,18 @@ def _extract_asm(group: int) -> str:
 _EXTRACT_CONSTRAINTS = ",".join(["=f"] * 8 + ["f"] * 8)
 
 
-def _scale_asm(row_bytes: int) -> str:
-  """The lane's E4M3 block scale · 2^7 as float16 (NaN for code 0x7F), 8 copies (pack
-  8: $0..$3), from the row's step scales as row_bytes/64 little-endian words ($6..,
-  each broadcast, 8 registers per word). Lane 4g + t holds code bytes 8·(lane mod
-  row_bytes/8) onwards of its row's step, i.e. 32-block (lane mod row_bytes/8) / 2.
-  $4, $5 are the step's code bytes, unused: with only broadcast operands Triton would
-  move the broadcast after the asm and run it on the per-row words, whose values it
-  may then assume equal across the lanes of a row."""
-  words = row_bytes // 64
-  lines = ["{", ".reg .u32 l, b, q, w, v;", ".reg .pred p, pn;", ".reg .b16 h, c;",
-           "mov.u32 l, %laneid;", f"and.b32 l, l, {row_bytes // 8 - 1};",
-           "shr.u32 b, l, 1;", "shr.u32 q, b, 2;", "and.b32 b, b, 3;", "shl.b32 b, b, 3;",
-           "mov.u32 w, $6;"]
-  for i in range(1, words):
-    lines += [f"setp.eq.u32 p, q, {i};", f"selp.b32 w, ${6 + 8 * i}, w, p;"]
-  lines += ["shr.b32 v, w, b;", "and.b32 v, v, 0x7F;", "setp.eq.u32 pn, v, 0x7F;",
-            # (code << 7) as float16 bits is the E4M3 value · 2^-8; · 2^15 -> value · 2^7
-            "shl.b32 v, v, 7;", "cvt.u16.u32 h, v;", "mov.b16 c, 0x7800;", "mul.rn.f16 h, h, c;",
-            "selp.b16 h, 0x7E00, h, pn;"]
-  lines += [f"mov.b32 ${i}, {{h, h}};" for i in range(4)] + ["}"]
-  return "\n".join(lines)
-
-
-def _scale_constraints(row_bytes: int) -> str:
-  return ",".join(["=r"] * 4 + ["r"] * (2 + 8 * (row_bytes // 64)))
-
-
 def _kernel(*refs, npaths: int, m: int, cfg: FragmentGemvConfig, n_iter: int, gpu: bool):
-  x_refs = refs[:npaths]  # (1, 1, M, K steps, parity, row_bytes) float16 planes
-  # (2R, W, K/2) code bytes or (2R, W, K/8) words (R = rows_per_warp); scales per row
-  # and step: (2R, W, K steps) uint16 at row_bytes 32, else (2R, W, K steps · words)
+  x_refs = refs[:npaths]  # (1, 1, M, K/64, parity, 32) float16, PathLayout.PLANES_64
+  # (16, W, K/2) code bytes or (16, W, K/8) words; (16, W, K/64) uint16 scale pairs
   w_ref, sc_ref, o_ref = refs[npaths:]
-  nw, rows, width = cfg.num_warps, cfg.rows_per_warp, cfg.row_bytes
-  shape = (rows, nw, width)
-  load_width = width // 4 if cfg.queue_words else width
-  words = max(1, width // 64)  # scale words per row and step (one uint16 at 32)
+  nw = cfg.num_warps
+  shape = (_ROWS, nw, _STEP_BYTES)
+  width = _STEP_BYTES // 4 if cfg.queue_words else _STEP_BYTES
   it0 = pl.program_id(1) * n_iter
 
   def plane(p, t, step, parity):
     if gpu:  # stride-0 row dims: every row reads the same activations
-      return x_refs[p][pl.ds(0, rows, stride=0), pl.ds(0, nw, stride=0), t, step, parity,
+      return x_refs[p][pl.ds(0, _ROWS, stride=0), pl.ds(0, nw, stride=0), t, step, parity,
                        :]
     return jnp.broadcast_to(x_refs[p][0, 0, t, step, parity, :], shape)
 
@@ -147,40 +118,23 @@ def _kernel(*refs, npaths: int, m: int, cfg: FragmentGemvConfig, n_iter: int, gp
 
   def load(it):
     step = it0 + it
-    groups = [pl.ds(g * rows, rows) for g in range(2)]
-    return (tuple(w_ref[r, :, pl.ds(step * load_width, load_width)] for r in groups),
-            tuple(tuple(sc_ref[r, :, pl.ds(step * words + i, 1)] for i in range(words))
-                  for r in groups))
+    rows = [pl.ds(g * _ROWS, _ROWS) for g in range(2)]
+    return (tuple(w_ref[r, :, pl.ds(step * width, width)] for r in rows),
+            tuple(sc_ref[r, :, pl.ds(step, 1)] for r in rows))
 
-  # The 32-block of the step that each code byte lies in: its position // 16. Built
-  # from an iota, the same code is right in interpret mode.
-  block = jax.lax.broadcasted_iota(jnp.int32, shape, 2) // _BLOCK_BYTES
+  # The 32-block of the step that each byte of a row's 32 lies in (lanes t >= 2: the
+  # second): selects the scale byte. Built from an iota, so the same code is right in
+  # interpret mode; on the GPU LLVM hoists it out of the loop.
+  second_block = jax.lax.broadcasted_iota(jnp.int32, shape, 2) >= _STEP_BYTES // 2
 
-  def lane_scales(codes, scale_words):
-    """Float16 scale · 2^7 of each code byte's block, in the code tile's shape."""
-    if width == _QUAD_BYTES:  # one uint16: decode both bytes, then pick (one select)
-      pair = scale_words[0].astype(jnp.uint32)
-      lo, hi = (jnp.broadcast_to(common.decode_e4m3_scale_f16(b), shape)
-                for b in (pair & 0xFF, pair >> 8))
-      return jnp.where(block == 1, hi, lo)
-    full = [jnp.broadcast_to(w, shape) for w in scale_words]
-    if gpu:  # the lane picks its byte by its lane id (one asm, no per-element selects)
-      from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
-      [out] = plgpu.elementwise_inline_asm(
-          _scale_asm(width), args=[codes, *full], constraints=_scale_constraints(width),
-          pack=8,
-          result_shape_dtypes=[jax.ShapeDtypeStruct(shape, jnp.float16)])
-      return out
-    word = full[0]
-    for i in range(1, words):
-      word = jnp.where(block // 4 == i, full[i], word)
-    return common.decode_e4m3_scale_f16(word >> (8 * (block % 4)).astype(jnp.uint32))
-
-  def decode(codes, scale_words):
+  def decode(codes, scale_pair):
     """One row group's step: (lo, hi) float16 planes Ŵ'·2^-7, exact."""
     if cfg.queue_words:
       codes = common.words_to_bytes(codes)
-    scale = lane_scales(codes, scale_words)
+    pair = scale_pair.astype(jnp.uint32)
+    scales = [common.decode_e4m3_scale_f16(b) for b in (pair & 0xFF, pair >> 8)]
+    scale = jnp.where(second_block, jnp.broadcast_to(scales[1], shape),
+                      jnp.broadcast_to(scales[0], shape))
     lo, hi = common.decode_nibbles_f16(codes, gpu=gpu)
     return lo * scale, hi * scale
 
@@ -194,10 +148,10 @@ def _kernel(*refs, npaths: int, m: int, cfg: FragmentGemvConfig, n_iter: int, gp
                  for a, (lo, hi) in zip(acc, weights))
 
   def multiply(it, weight_step, *rest):
-    codes, scale_words = weight_step
+    codes, scale_pairs = weight_step
     *queued, accs = rest
     planes = queued[0] if queued else load_x(it)
-    weights = [decode(c, s) for c, s in zip(codes, scale_words)]
+    weights = [decode(c, s) for c, s in zip(codes, scale_pairs)]
     out = []
     for tok, acc in enumerate(accs):  # a token's paths into one accumulator
       for xs in planes[tok * npaths:(tok + 1) * npaths]:
@@ -213,9 +167,9 @@ def _kernel(*refs, npaths: int, m: int, cfg: FragmentGemvConfig, n_iter: int, gp
   accs = common.stream_queues(n_iter, streams, multiply, init)
 
   for tok, acc in enumerate(accs):
-    for g in range(2):  # the sum over the row's quads (and their K chunks)
+    for g in range(2):
       v = (inline_asm_f32(_extract_asm(g), (acc,), _EXTRACT_CONSTRAINTS) if gpu else acc[g])
-      o_ref[pl.ds(tok, 1), pl.ds(g * rows, rows), :] = jnp.sum(v, axis=2)[None]
+      o_ref[pl.ds(tok, 1), pl.ds(g * _ROWS, _ROWS), :] = jnp.sum(v, axis=2)[None]
 
 
 def fragment_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
@@ -238,30 +192,29 @@ def fragment_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   the bias, and casts to out_dtype.
   """
   if not planes:
-    paths = [to_layout(p, config.layout) for p in paths]
+    paths = [to_layout(p, PathLayout.PLANES_64) for p in paths]
   m, k = paths[0].shape
-  n, nw, rows, width = w.n, config.num_warps, config.rows_per_warp, config.row_bytes
+  n, nw = w.n, config.num_warps
   config.check(m, n, k)
   steps = k // config.block_k
   n_iter = steps // config.split_k
-  args = [p.reshape(1, 1, m, steps, 2, width) for p in paths]
+  args = [p.reshape(1, 1, m, steps, 2, _STEP_BYTES) for p in paths]
   codes = w.codes.reshape(n // nw, nw, k // 2)
   if config.queue_words:
     codes = common.bytes_to_words(codes)
-  # A row's step scales (row_bytes/16 bytes) as one uint16 or row_bytes/64 uint32 words.
-  scales = w.scales.reshape(n // nw, nw, steps * max(1, width // 64), -1)
-  scales = jax.lax.bitcast_convert_type(
-      scales, jnp.uint16 if width == _QUAD_BYTES else jnp.uint32)
-  args += [codes, scales]
-  in_specs = [pl.BlockSpec((1, 1, m, steps, 2, width), lambda j, s: (0,) * 6)
+  # Both 32-blocks' scale bytes of a row and step as one little-endian uint16.
+  scale_pairs = jax.lax.bitcast_convert_type(w.scales.reshape(n // nw, nw, steps, 2),
+                                             jnp.uint16)
+  args += [codes, scale_pairs]
+  in_specs = [pl.BlockSpec((1, 1, m, steps, 2, _STEP_BYTES), lambda j, s: (0,) * 6)
               ] * len(paths)
-  in_specs += [pl.BlockSpec((2 * rows,) + codes.shape[1:], lambda j, s: (j, 0, 0)),
-               pl.BlockSpec((2 * rows,) + scales.shape[1:], lambda j, s: (j, 0, 0))]
+  in_specs += [pl.BlockSpec((2 * _ROWS,) + codes.shape[1:], lambda j, s: (j, 0, 0)),
+               pl.BlockSpec((2 * _ROWS, nw, steps), lambda j, s: (j, 0, 0))]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              gpu=not interpret)
   out = pl.pallas_call(
       kernel, grid=(n // config.block_n, config.split_k), in_specs=in_specs,
-      out_specs=pl.BlockSpec((None, m, 2 * rows, nw), lambda j, s: (s, 0, j, 0)),
+      out_specs=pl.BlockSpec((None, m, 2 * _ROWS, nw), lambda j, s: (s, 0, j, 0)),
       out_shape=jax.ShapeDtypeStruct((config.split_k, m, n // nw, nw), jnp.float32),
       interpret=interpret,
       compiler_params=None if interpret else _compat.compiler_params(

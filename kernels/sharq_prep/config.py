@@ -43,18 +43,15 @@ DECODE_MAX_M = 8
 IN_KERNEL_AMAX_MAX_ELEMENTS = 8192
 
 
-def default_config(m: int, k: int, plane_block: int | None = None) -> PrepConfig:
+def default_config(m: int, k: int) -> PrepConfig:
   """Tiles from the H200 sweeps (kernels/NOTES.md): 128-wide K tiles (the largest power
   of two <= 128 that divides k). Up to DECODE_MAX_M rows: one row block of M rounded up
   to a power of two (at M = 1 an 8-row tile compiles to 3.5x the instructions) and the
   amax inside the kernel where the block is small (IN_KERNEL_AMAX_MAX_ELEMENTS): one
-  launch instead of three. Else 16 rows. block_k is at least plane_block, the block of
-  the nibble-plane layout to write (PathLayout.plane_block), where given."""
+  launch instead of three. Else 16 rows."""
   block_k = 128
   while block_k > 32 and k % block_k:
     block_k //= 2
-  if plane_block and block_k < plane_block and k % plane_block == 0:
-    block_k = plane_block
   if m <= DECODE_MAX_M:
     block_m = 1 << max(0, m - 1).bit_length()
     return PrepConfig(block_m=block_m, block_k=block_k, num_warps=2,

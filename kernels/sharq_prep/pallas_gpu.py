@@ -164,7 +164,7 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
                      f"{reference.K_MULTIPLE}")
   x2 = x.reshape(-1, k)
   m = x2.shape[0]
-  cfg = config or default_config(m, k, layout.plane_block)
+  cfg = config or default_config(m, k)
   if k % cfg.block_k:
     raise ValueError(f"sharq_prep: K={k} is not a multiple of block_k={cfg.block_k}")
   if layout.plane_block and cfg.block_k % layout.plane_block:

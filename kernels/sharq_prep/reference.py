@@ -50,24 +50,14 @@ class PathLayout(enum.Enum):
   # (A float32 variant, saving the GEMV one conversion per weight and path, was slower
   # on the N ≥ K shapes in the one cross-run comparison made: kernels/NOTES.md, v4.)
   GEMV = "gemv"
-  # (M, K), per B-block the B/2 even-K columns then the B/2 odd-K ones: the nibble planes
-  # of the B/2 code bytes of a row that the fragment GEMV reads per K step.
+  # (M, K), per 64-block the 32 even-K columns then the 32 odd-K ones: the nibble planes
+  # of the 32 code bytes that one quad of lanes of the fragment GEMV loads from a row.
   PLANES_64 = "planes64"
-  PLANES_128 = "planes128"
-  PLANES_256 = "planes256"
-  PLANES_512 = "planes512"
 
   @property
   def plane_block(self) -> int | None:
     """K columns per nibble-plane block (None: column order)."""
-    if self is PathLayout.MMA:
-      return None
-    return 32 if self is PathLayout.GEMV else int(self.value[len("planes"):])
-
-  @staticmethod
-  def planes(block: int) -> "PathLayout":
-    """The PLANES_<block> layout (block 64, 128, 256 or 512)."""
-    return PathLayout(f"planes{block}")
+    return {PathLayout.GEMV: 32, PathLayout.PLANES_64: 64}.get(self)
 
 
 def _to_planes(path: jax.Array, block: int) -> jax.Array:
