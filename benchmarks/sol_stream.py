@@ -1,0 +1,221 @@
+"""Speed of light of the decode GEMVs' weight streams: loads only, device time.
+
+Each probe kernel streams an FP4 weight's code words (N, K/8 uint32: the bytes of
+PackedWeight.codes) in the tile and K order of one GEMV design, through the same
+prefetch ring (common.stream_queues), and adds them into per-thread uint32 sums, so
+its time is what the access pattern alone costs. Every kernel's output (the sum of each
+row's words modulo 2^32) is checked against numpy. The weights are rotated over copies
+beyond the 60 MB L2; XLA bf16 `dot_general` and the MMA GEMV's default run in the same
+process.
+
+    python3 benchmarks/sol_stream.py --out $OUT/sol
+    python3 benchmarks/sol_stream.py --smoke   # CPU: interpret mode, tiny shapes
+
+Patterns (StreamPattern):
+  ROWS_ON_LANES  the MMA GEMV: lanes on 32 rows, warps on 16-K chunks, 64 K a step
+  QUAD_ROW       the fragment GEMV: a quad of lanes on 32 bytes of one row, 64 K a step
+  WARP_ROW       a warp's 32 lanes on 256 bytes of one row, 512 K a step
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import functools
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import _bootstrap, harness  # noqa: E402
+
+_bootstrap.setup()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.experimental import pallas as pl  # noqa: E402
+
+from sharq_jax.kernels import _compat, common  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import pack_weight_from_float, sharq_gemm  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
+from sharq_jax.kernels.sharq_prep import PathLayout, sharq_prep  # noqa: E402
+
+ROTATE_BYTES = 240e6  # 4x the L2
+CALLS = 24
+
+
+class StreamPattern(enum.Enum):
+  """Which GEMV's tiles the probe streams in (see the module docstring)."""
+
+  ROWS_ON_LANES = "rows_on_lanes"
+  QUAD_ROW = "quad_row"
+  WARP_ROW = "warp_row"
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamProbe:
+  """A probe kernel: pattern, K split, ring depth, warps (rows per program follow)."""
+
+  pattern: StreamPattern = StreamPattern.ROWS_ON_LANES
+  split_k: int = 2
+  prefetch: int = 4
+  num_warps: int = 4
+
+  @property
+  def rows_per_group(self) -> int:
+    """Rows per program and row group (two groups per program)."""
+    per_warp = {StreamPattern.ROWS_ON_LANES: 8, StreamPattern.QUAD_ROW: 8,
+                StreamPattern.WARP_ROW: 1}[self.pattern]
+    return per_warp * self.num_warps
+
+  @property
+  def step_words(self) -> int:
+    """Code words per row and K step."""
+    return 64 if self.pattern is StreamPattern.WARP_ROW else 8
+
+  def tag(self) -> str:
+    return (f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}")
+
+
+def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
+  """The (N, K/8) words as the probe's ref array."""
+  n, kw = words.shape
+  nw = probe.num_warps
+  if probe.pattern is StreamPattern.ROWS_ON_LANES:  # (N/8, 2, 4, K/32, half, 2 words)
+    return words.reshape(n // 8, 2, 4, kw // 4, 2, 2)
+  return words.reshape(n // nw, nw, kw)
+
+
+def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
+  nw, rows = probe.num_warps, probe.rows_per_group
+  it0 = pl.program_id(1) * n_iter
+  lanes_on_rows = probe.pattern is StreamPattern.ROWS_ON_LANES
+
+  def load(it):
+    step = it0 + it
+    if lanes_on_rows:  # two 32-blocks per step
+      return tuple(w_ref[pl.ds(g * nw, nw), :, :, pl.ds(2 * step, 2), :, :] for g in range(2))
+    per_warp = rows // nw
+    width = probe.step_words
+    return tuple(w_ref[pl.ds(g * per_warp, per_warp), :, pl.ds(step * width, width)]
+                 for g in range(2))
+
+  def add(it, tiles, acc):
+    del it
+    return tuple(a + t for a, t in zip(acc, tiles))
+
+  shape = ((nw, 2, 4, 2, 2, 2) if lanes_on_rows
+           else (rows // nw, nw, probe.step_words))
+  zero = jnp.zeros(shape, jnp.uint32)
+  acc = common.stream_queues(n_iter, [(load, probe.prefetch)], add, (zero, zero))
+  for g, a in enumerate(acc):
+    if lanes_on_rows:
+      o_ref[pl.ds(g * nw, nw), :, :] = jnp.sum(jnp.sum(jnp.sum(a, axis=5), axis=4), axis=3)
+    else:
+      o_ref[pl.ds(g * (rows // nw), rows // nw), :] = jnp.sum(a, axis=2)
+
+
+@functools.partial(jax.jit, static_argnames=("probe", "interpret"))
+def stream_sums(words: jax.Array, probe: StreamProbe, interpret: bool = False) -> jax.Array:
+  """Per row, the sum of its code words over each K split, modulo 2^32: (split, N)."""
+  n, kw = words.shape
+  steps = kw // probe.step_words
+  if n % (2 * probe.rows_per_group) or steps % probe.split_k:
+    raise ValueError(f"{probe.tag()} does not tile N={n}, K={8 * kw}")
+  ref = _view(words, probe)
+  nw, rows = probe.num_warps, probe.rows_per_group
+  if probe.pattern is StreamPattern.ROWS_ON_LANES:
+    in_spec = pl.BlockSpec((2 * nw,) + ref.shape[1:], lambda j, s: (j,) + (0,) * 5)
+    out_shape = (probe.split_k, n // 8, 2, 4)
+    out_spec = pl.BlockSpec((None, 2 * nw, 2, 4), lambda j, s: (s, j, 0, 0))
+  else:
+    in_spec = pl.BlockSpec((2 * rows // nw,) + ref.shape[1:], lambda j, s: (j, 0, 0))
+    out_shape = (probe.split_k, n // nw, nw)
+    out_spec = pl.BlockSpec((None, 2 * rows // nw, nw), lambda j, s: (s, j, 0))
+  out = pl.pallas_call(
+      functools.partial(_kernel, probe=probe, n_iter=steps // probe.split_k),
+      grid=(n // (2 * rows), probe.split_k), in_specs=[in_spec], out_specs=out_spec,
+      out_shape=jax.ShapeDtypeStruct(out_shape, jnp.uint32), interpret=interpret,
+      compiler_params=None if interpret else _compat.compiler_params(nw, 1),
+      name=f"sol_stream_{probe.tag()}")(ref)
+  return out.reshape(probe.split_k, n)
+
+
+def reference_sums(words: np.ndarray, split_k: int) -> np.ndarray:
+  """numpy: (split, N) sums of each row's words per K split, modulo 2^32."""
+  n, kw = words.shape
+  parts = words.astype(np.uint64).reshape(n, split_k, kw // split_k).sum(axis=2)
+  return (parts % (1 << 32)).astype(np.uint32).T
+
+
+PROBES = [StreamProbe(StreamPattern.ROWS_ON_LANES, 2, 4), StreamProbe(StreamPattern.ROWS_ON_LANES, 8, 4),
+          StreamProbe(StreamPattern.QUAD_ROW, 2, 4), StreamProbe(StreamPattern.QUAD_ROW, 8, 4),
+          StreamProbe(StreamPattern.QUAD_ROW, 8, 8), StreamProbe(StreamPattern.WARP_ROW, 1, 4),
+          StreamProbe(StreamPattern.WARP_ROW, 2, 4)]
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--out", default="/tmp/sol_stream")
+  ap.add_argument("--shapes", default="4096x14336,14336x4096")
+  ap.add_argument("--budget_s", type=float, default=300)
+  ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
+  args = ap.parse_args()
+  rec = harness.Recorder(args.out, args.budget_s)
+  interpret = args.smoke
+  shapes = ["1024x256"] if args.smoke else args.shapes.split(",")
+  probes = ([StreamProbe(p, 2, 2, 2) for p in StreamPattern] if args.smoke else PROBES)
+  key = jax.random.PRNGKey(0)
+  ok = True
+  for shape in shapes:
+    k, n = map(int, shape.split("x"))
+    copies = 1 if interpret else max(1, math.ceil(ROTATE_BYTES / (0.53125 * n * k)))
+    ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(copies)]
+    pws = [pack_weight_from_float(w.astype(jnp.float32)) for w in ws]
+    words = [common.bytes_to_words(p.codes) for p in pws]
+    row = dict(k=k, n=n)
+    runs = []
+    for probe in probes:
+      try:
+        got = np.asarray(stream_sums(words[0], probe, interpret=interpret))
+      except ValueError as e:
+        rec.log(f"[skip] k={k} n={n} {probe.tag()}: {e}")
+        continue
+      good = bool(np.array_equal(got, reference_sums(np.asarray(words[0]), probe.split_k)))
+      ok &= good
+      rec.log(f"[check] k={k} n={n} {probe.tag()}: {'OK' if good else 'FAIL'}")
+      runs.append((probe.tag(), functools.partial(stream_sums, probe=probe,
+                                                  interpret=interpret),
+                   [(words[j % copies],) for j in range(CALLS)]))
+    if not interpret:
+      c16 = max(1, math.ceil(ROTATE_BYTES / (2 * n * k)))
+      w16 = [w.astype(jnp.bfloat16) for w in ws[:c16]] + [
+          mm_specs.heavy_weight(jax.random.fold_in(key, 50 + i), n, k).astype(jnp.bfloat16)
+          for i in range(max(0, c16 - copies))]
+      xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 900 + j), 1, k)
+            for j in range(CALLS)]
+      dn = (((1,), (1,)), ((), ()))
+      runs.append(("bf16_dot", lambda x, w: jax.lax.dot_general(
+          x, w, dn, preferred_element_type=jnp.float32),
+          [(xs[j], w16[j % c16]) for j in range(CALLS)]))
+      prs = [sharq_prep(x, layout=PathLayout.GEMV) for x in xs]
+      runs.append(("mma_gemv_default", functools.partial(sharq_gemm, impl="mma_gemv"),
+                   [(prs[j], pws[j % copies]) for j in range(CALLS)]))
+    for name, fn, sets in runs:
+      if rec.left() < 15:
+        rec.log("budget exhausted")
+        break
+      d = harness.device_time_calls(fn, sets) if not interpret else {"busy_s": math.nan,
+                                                                      "kernels": 0}
+      us = d["busy_s"] * 1e6 if d["kernels"] else math.nan
+      gbs = 0.5 * n * k / (us * 1e-6) / 1e9 if us == us else math.nan
+      row[name + "_us"] = us
+      rec.log(f"[time] k={k} n={n} {name}: {us:.1f} us device ({gbs:.0f} GB/s of codes)")
+    rec.record(section="sol_stream", **row)
+  rec.log(f"[check] ALL OK: {ok}")
+
+
+if __name__ == "__main__":
+  main()
