@@ -12,7 +12,8 @@ process.
     python3 benchmarks/sol_stream.py --smoke   # CPU: interpret mode, tiny shapes
 
 Patterns (StreamPattern):
-  ROWS_ON_LANES  the MMA GEMV: lanes on 32 rows, warps on 16-K chunks, 64 K a step
+  ROWS_ON_LANES  the MMA GEMV: lanes on 32 rows, warps on 16-K chunks, 32·blocks K a
+                 step (blocks = MmaGemvConfig.blocks_per_step)
   QUAD_ROW       the fragment GEMV: a quad of lanes on 32 bytes of one row, 64 K a step
   WARP_ROW       a warp's 32 lanes on 256 bytes of one row, 512 K a step
 """
@@ -62,6 +63,7 @@ class StreamProbe:
   split_k: int = 2
   prefetch: int = 4
   num_warps: int = 4
+  blocks: int = 2  # ROWS_ON_LANES: 32-blocks per step
 
   @property
   def rows_per_group(self) -> int:
@@ -73,10 +75,13 @@ class StreamProbe:
   @property
   def step_words(self) -> int:
     """Code words per row and K step."""
+    if self.pattern is StreamPattern.ROWS_ON_LANES:
+      return 4 * self.blocks
     return 64 if self.pattern is StreamPattern.WARP_ROW else 8
 
   def tag(self) -> str:
-    return (f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}")
+    blocks = f"b{self.blocks}" if self.pattern is StreamPattern.ROWS_ON_LANES else ""
+    return f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}{blocks}"
 
 
 def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
@@ -96,7 +101,8 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
   def load(it):
     step = it0 + it
     if lanes_on_rows:  # two 32-blocks per step
-      return tuple(w_ref[pl.ds(g * nw, nw), :, :, pl.ds(2 * step, 2), :, :] for g in range(2))
+      b = probe.blocks
+      return tuple(w_ref[pl.ds(g * nw, nw), :, :, pl.ds(b * step, b), :, :] for g in range(2))
     per_warp = rows // nw
     width = probe.step_words
     return tuple(w_ref[pl.ds(g * per_warp, per_warp), :, pl.ds(step * width, width)]
@@ -106,7 +112,7 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
     del it
     return tuple(a + t for a, t in zip(acc, tiles))
 
-  shape = ((nw, 2, 4, 2, 2, 2) if lanes_on_rows
+  shape = ((nw, 2, 4, probe.blocks, 2, 2) if lanes_on_rows
            else (rows // nw, nw, probe.step_words))
   zero = jnp.zeros(shape, jnp.uint32)
   acc = common.stream_queues(n_iter, [(load, probe.prefetch)], add, (zero, zero))
@@ -150,10 +156,10 @@ def reference_sums(words: np.ndarray, split_k: int) -> np.ndarray:
   return (parts % (1 << 32)).astype(np.uint32).T
 
 
-PROBES = [StreamProbe(StreamPattern.ROWS_ON_LANES, 2, 4), StreamProbe(StreamPattern.ROWS_ON_LANES, 8, 4),
-          StreamProbe(StreamPattern.QUAD_ROW, 2, 4), StreamProbe(StreamPattern.QUAD_ROW, 8, 4),
-          StreamProbe(StreamPattern.QUAD_ROW, 8, 8), StreamProbe(StreamPattern.WARP_ROW, 1, 4),
-          StreamProbe(StreamPattern.WARP_ROW, 2, 4)]
+_LANES, _QUAD, _WARP = StreamPattern
+PROBES = [StreamProbe(_LANES, 2, 4), StreamProbe(_LANES, 8, 4), StreamProbe(_QUAD, 2, 4),
+          StreamProbe(_QUAD, 8, 4), StreamProbe(_QUAD, 8, 8), StreamProbe(_WARP, 1, 4),
+          StreamProbe(_WARP, 2, 4)]
 
 
 def main():
@@ -161,12 +167,20 @@ def main():
   ap.add_argument("--out", default="/tmp/sol_stream")
   ap.add_argument("--shapes", default="4096x14336,14336x4096")
   ap.add_argument("--budget_s", type=float, default=300)
+  ap.add_argument("--probes", default="",
+                  help="probes instead of PROBES: semicolon-separated StreamProbe fields, "
+                  "e.g. pattern=rows_on_lanes,split_k=2,blocks=8")
   ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
   shapes = ["1024x256"] if args.smoke else args.shapes.split(",")
-  probes = ([StreamProbe(p, 2, 2, 2) for p in StreamPattern] if args.smoke else PROBES)
+  probes = ([StreamProbe(p, 2, 2, 2) for p in StreamPattern]
+            + [StreamProbe(_LANES, 2, 2, 4, blocks=8)] if args.smoke else PROBES)
+  if args.probes:
+    probes = [StreamProbe(**{k: (StreamPattern(v) if k == "pattern" else int(v))
+                             for k, v in (f.split("=") for f in spec.split(","))})
+              for spec in args.probes.split(";")]
   key = jax.random.PRNGKey(0)
   ok = True
   for shape in shapes:
