@@ -69,9 +69,8 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_spli
 
 MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
 # Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
-# activations (PathLayout.GEMV, as in gemv_gpu). MmaGemvConfig.blocks_per_step 32-blocks
-# per step.
-_HALVES, _HALF = 2, 8
+# activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
+_BLOCKS, _HALVES, _HALF = 2, 2, 8
 
 
 def inline_asm_f32(text: str, args, constraints: str):
@@ -149,8 +148,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   # (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1) E4M3
   w_ref, sc_ref, o_ref = refs[npaths:]
   nw = cfg.num_warps
-  blocks = cfg.blocks_per_step
-  shape = (nw, 2, 4, blocks, _HALVES, _HALF)
+  shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
   sets = column_sets(m, npaths)
   it0 = pl.program_id(1) * n_iter
 
@@ -158,20 +156,20 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
     p, t = col
     if gpu:  # stride-0 row dims: every lane reads the same κ activations
       return x_refs[p][pl.ds(0, nw, stride=0), pl.ds(0, 2, stride=0), pl.ds(t, 4, stride=0),
-                       pl.ds(kb0, blocks), parity, :, :]
-    return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, blocks), parity, :, :], shape)
+                       pl.ds(kb0, _BLOCKS), parity, :, :]
+    return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, _BLOCKS), parity, :, :], shape)
 
   def load_x(it):
     """Per column set: even and odd planes of both columns (the first again if alone)."""
-    kb0 = (it0 + it) * blocks
+    kb0 = (it0 + it) * _BLOCKS
     return tuple(tuple(x_plane(c, par, kb0) for c in (c0, c1 or c0) for par in (0, 1))
                  for c0, c1 in sets)
 
   def load(it):
-    kb0 = (it0 + it) * blocks
+    kb0 = (it0 + it) * _BLOCKS
     rows = [pl.ds(g * nw, nw) for g in range(2)]
-    return (tuple(w_ref[r, :, :, pl.ds(kb0, blocks), :, :] for r in rows),  # bytes or words
-            tuple(sc_ref[r, :, :, pl.ds(kb0, blocks), :, :] for r in rows))
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
 
   def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
