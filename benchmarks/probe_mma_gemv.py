@@ -1,10 +1,10 @@
 """MMA and fragment GEMVs against the CUDA-core GEMV and XLA bf16 at decode sizes.
 
-For each big Llama shape and M: a correctness check of every MMA GEMV tile against the
-float32 reference (both path modes, M and M + 1 tokens), then device times (jax.profiler
-trace, harness.device_time_calls) of XLA bf16, the GEMV default and the MMA GEMV tiles,
-in one process, weights rotated beyond the L2. Lines go to OUT/log.txt and rows to
-OUT/results.jsonl.
+For each big Llama shape and M: a correctness check of every MMA and fragment GEMV tile
+against the float32 reference (both path modes, M and M + 1 tokens), then device times
+(jax.profiler trace, harness.device_time_calls) of XLA bf16, the GEMV default, both
+kernels' defaults and tiles (path mode --time_mode), in one process, weights rotated
+beyond the L2. Lines go to OUT/log.txt and rows to OUT/results.jsonl.
 
     python3 benchmarks/probe_mma_gemv.py --out $OUT/mma --ms 1,2,4,8 --budget_s 400
     python3 benchmarks/probe_mma_gemv.py --smoke   # CPU: interpret mode, tiny shapes

@@ -31,7 +31,17 @@ the second): the E4M3 scales are loaded as one 16-bit word per row and step (bot
 blocks' bytes) and each lane takes its block's byte.
 
 Interpret mode (CPU tests) runs the same tiles with plain float32 products per column
-and row group instead of the PTX.
+and row group instead of the PTX; tests/kernels/test_fragment_gemv.py runs the PTX on a
+warp interpreter.
+
+Measured on the H200 (BENCHMARKS.md "Session 9", runs 33-35): every check passed (exact
+mode, M = 1, 2, both big Llama shapes; bad input with exactly the reference's NaN rows),
+but it is slower than the MMA GEMV at M = 1 in exact mode (24.7-26.3 against 22.1 us at
+4096x14336, 23.9-24.0 against 21.2 at 14336x4096): fewer L1 sectors per load did not
+pay (benchmarks/sol_stream.py: loads alone take as long in either tile), and a token's
+two paths need two MMA sets where the MMA GEMV packs both into one. In fast mode (one
+path) it is the fastest M = 1 kernel at 4096x14336 (21.4 against 24.8 us). AUTO does not
+pick it; sharq_gemm(impl="fragment_gemv") runs it.
 
 Bad input: a NaN or Inf weight block (scale code 0x7F) decodes to NaN weights of its
 row, which reach only D's row of that block: unlike mma_gemv_gpu, no B register holds
