@@ -15,17 +15,11 @@ from sharq_jax.kernels.sharq_matmul import (FragmentGemvConfig, GemvConfig,
                                             pack_weight, pack_weight_from_float, prep_layout,
                                             sharq_gemm, sharq_gemm_reference)
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep
+from tests.kernels import data
 from tests.kernels.ptx_warp import Warp, bits_f32, f16_pair
 
 
-def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
-  rng = np.random.default_rng(seed)
-  return jnp.asarray((rng.standard_t(3, size=shape) * scale).astype(np.float32), dtype)
-
-
-def _rel(a, b):
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+_heavy, _rel = data.heavy, data.rel
 
 
 def _pairs(v):

@@ -17,18 +17,11 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
 from sharq_jax.kernels.sharq_matmul import specs
 from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import column_sets
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, Prepared, sharq_prep
+from tests.kernels import data
 from tests.kernels.xla_ops import ops_outside_kernels
 
 
-def _heavy(shape, seed, scale=1.0, dtype=jnp.float32):
-  rng = np.random.default_rng(seed)
-  return jnp.asarray((rng.standard_t(3, size=shape) * scale).astype(np.float32), dtype)
-
-
-def _rel(a, b):
-  a = jnp.asarray(a, jnp.float32)
-  b = jnp.asarray(b, jnp.float32)
-  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+_heavy, _rel = data.heavy, data.rel
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,17 @@
+"""Shared test data and error measures of the kernel tests."""
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def heavy(shape, seed, scale=1.0, dtype=jnp.float32):
+  """Heavy-tailed (Student t, 3 degrees of freedom) values of `shape`, seeded."""
+  rng = np.random.default_rng(seed)
+  return jnp.asarray((rng.standard_t(3, size=shape) * scale).astype(np.float32), dtype)
+
+
+def rel(a, b) -> float:
+  """Relative Frobenius error of a against b, in float32."""
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
