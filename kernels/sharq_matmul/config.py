@@ -212,22 +212,12 @@ class MmaGemvConfig:
   # Triton keeps a loaded byte tile one byte per register, so a queued step costs ~4x
   # the registers of its words.
   queue_words: bool = False
-  # 32-blocks per K step: each row's 16·blocks_per_step code bytes are requested
-  # together (2: 32 bytes, the session-6 prototype's step; benchmarks/sol_stream.py
-  # measured such 32-byte pieces at 2.1-2.5 TB/s of loads alone, whole 256-byte runs at
-  # 3.4). The warps split a step's (block, half) chunks; a lane holds blocks_per_step / 2.
-  blocks_per_step: int = 2
   num_stages: int = 1
+
+  block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
 
   def __post_init__(self):
     _check_queued_gemv(self, (4, 8))
-    if self.blocks_per_step not in (2, 4, 8):
-      raise ValueError(f"blocks_per_step must be 2, 4 or 8, got {self.blocks_per_step}")
-
-  @property
-  def block_k(self) -> int:
-    """K per step."""
-    return 32 * self.blocks_per_step
 
   @property
   def block_n(self) -> int:
@@ -237,8 +227,7 @@ class MmaGemvConfig:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
             f"{'i' if self.isolate_nan_rows else ''}"
-            f"{'w' if self.queue_words else ''}"
-            f"{f'b{self.blocks_per_step}' if self.blocks_per_step != 2 else ''}")
+            f"{'w' if self.queue_words else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""
@@ -378,7 +367,7 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),
                          queue_words=True)
   if m == 2:
-    if k // (split * MmaGemvConfig().block_k) >= 16:
+    if k // (split * MmaGemvConfig.block_k) >= 16:
       return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=1,
                            queue_words=True)
     return MmaGemvConfig(split_k=split, prefetch=2, queue_words=True)

@@ -69,9 +69,8 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_spli
 
 MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
 # Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
-# activations (PathLayout.GEMV, as in gemv_gpu). MmaGemvConfig.blocks_per_step 32-blocks
-# per step.
-_HALVES, _HALF = 2, 8
+# activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
+_BLOCKS, _HALVES, _HALF = 2, 2, 8
 
 
 def inline_asm_f32(text: str, args, constraints: str):
@@ -149,8 +148,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
   # (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1) E4M3
   w_ref, sc_ref, o_ref = refs[npaths:]
   nw = cfg.num_warps
-  blocks = cfg.blocks_per_step
-  shape = (nw, 2, 4, blocks, _HALVES, _HALF)
+  shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
   sets = column_sets(m, npaths)
   it0 = pl.program_id(1) * n_iter
 
@@ -158,41 +156,20 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
     p, t = col
     if gpu:  # stride-0 row dims: every lane reads the same κ activations
       return x_refs[p][pl.ds(0, nw, stride=0), pl.ds(0, 2, stride=0), pl.ds(t, 4, stride=0),
-                       pl.ds(kb0, blocks), parity, :, :]
-    return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, blocks), parity, :, :], shape)
+                       pl.ds(kb0, _BLOCKS), parity, :, :]
+    return jnp.broadcast_to(x_refs[p][0, 0, t, pl.ds(kb0, _BLOCKS), parity, :, :], shape)
 
   def load_x(it):
     """Per column set: even and odd planes of both columns (the first again if alone)."""
-    kb0 = (it0 + it) * blocks
+    kb0 = (it0 + it) * _BLOCKS
     return tuple(tuple(x_plane(c, par, kb0) for c in (c0, c1 or c0) for par in (0, 1))
                  for c0, c1 in sets)
 
   def load(it):
-    kb0 = (it0 + it) * blocks
+    kb0 = (it0 + it) * _BLOCKS
     rows = [pl.ds(g * nw, nw) for g in range(2)]
-    codes = tuple(w_ref[r, :, :, pl.ds(kb0, blocks), :, :] for r in rows)  # bytes or words
-    if blocks == 2:  # the scale bytes as a (.., 2, 1, 1) tile
-      return codes, tuple(sc_ref[r, :, :, pl.ds(kb0, blocks), :, :] for r in rows)
-    # 4 or 8 blocks: the row's scale bytes as 1 or 2 uint32 words, (.., 1, 1, 1) tiles.
-    # A (.., blocks, 1, 1) byte tile gets a layout of its own, and the local compile
-    # converts it to the codes' layout through shared memory, with barriers in the loop.
-    words = blocks // 4
-    return codes, tuple(tuple(sc_ref[r, :, :, pl.ds((it0 + it) * words + i, 1), :, :]
-                              for i in range(words)) for r in rows)
-
-  # The block index of each element of a step's scale tile (4 and 8 blocks per step).
-  block_iota = jax.lax.broadcasted_iota(jnp.int32, shape[:4] + (1, 1), 3)
-
-  def scale_codes(loaded):
-    """The step's E4M3 scale codes as a (nw, 2, 4, blocks, 1, 1) tile."""
-    if blocks == 2:
-      return loaded
-    codes = None
-    for i, word in enumerate(loaded):
-      shift = (8 * (block_iota % 4)).astype(jnp.uint32)
-      part = (jnp.broadcast_to(word, block_iota.shape) >> shift) & 0xFF
-      codes = part if codes is None else jnp.where(block_iota // 4 == i, part, codes)
-    return codes
+    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
+            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
 
   def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
@@ -216,10 +193,9 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
     planes = queued_planes[0] if queued_planes else None
     weights = []  # per group: (lo, hi) = Ŵ'·2^-7 in float16, exact
     new_flags = []
-    for g, (c, loaded) in enumerate(zip(codes, scale_bits)):
+    for g, (c, sb) in enumerate(zip(codes, scale_bits)):
       if cfg.queue_words:
         c = common.words_to_bytes(c)
-      sb = scale_codes(loaded)
       scale = common.decode_e4m3_scale_f16(sb)
       if cfg.isolate_nan_rows:
         # A NaN/Inf block (scale code 0x7F) enters the MMA as zeros and is remembered
@@ -281,15 +257,12 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
   if config.queue_words:
     codes = common.bytes_to_words(codes)
-  scales = w.scales.reshape(n // 8, 2, 4, kb, 1, 1)
-  if config.blocks_per_step > 2:  # 4 scale bytes per uint32 word (see load)
-    scales = jax.lax.bitcast_convert_type(
-        w.scales.reshape(n // 8, 2, 4, kb // 4, 1, 1, 4), jnp.uint32)
-  args += [codes, scales]
+  args += [codes,
+           w.scales.reshape(n // 8, 2, 4, kb, 1, 1)]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
   in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
-               pl.BlockSpec((2 * nw,) + scales.shape[1:], lambda j, s: (j,) + (0,) * 5)]
+               pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              gpu=not interpret)
   out = pl.pallas_call(
