@@ -12,9 +12,10 @@ beyond the L2. Lines go to OUT/log.txt and rows to OUT/results.jsonl.
 --mma_tiles / --frag_tiles / --gemv_tiles replace the tiles tried at every shape
 (semicolon-separated config fields, e.g. "split_k=4,prefetch=2;split_k=8,
 prefetch_activations=True"; "none" tries none); the GEMV row is otherwise its default
-tile. Each kernel reads activations prepared in its own layout (prep_layout). --shapes picks shapes (e.g. 4096x14336).
---light_checks checks each tile in exact mode at M only, and the bad input at the first
-M only (a deep queue's kernel takes seconds to compile, and each check compiles one).
+tile. Each kernel reads activations prepared in its own layout (prep_layout). --shapes
+picks shapes (e.g. 4096x14336). --light_checks checks each tile in the timed path mode
+(--time_mode) at M only, and the bad input at the first M only (a deep queue's kernel
+takes seconds to compile, and each check compiles one).
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import (FRAGMENT_GEMV_MAX_M, MMA_GEMV_MAX_M,  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (FRAGMENT_GEMV_MAX_M, GEMV_MAX_M,  # noqa: E402
+                                            MMA_GEMV_MAX_M,
                                             FragmentGemvConfig, GemvConfig, MmaGemvConfig,
                                             pack_weight_from_float, prep_layout,
                                             sharq_gemm, sharq_gemm_reference)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
-from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, sharq_prep  # noqa: E402
+from sharq_jax.kernels.sharq_prep import PathMode, sharq_prep  # noqa: E402
 
 CALLS = 24
 ROTATE_BYTES = 240e6  # 4x the L2
@@ -59,12 +61,17 @@ TILES = {
 }
 SMOKE_TILES = {(256, 128): [MmaGemvConfig(split_k=2), MmaGemvConfig(split_k=1, prefetch=False),
                             MmaGemvConfig(split_k=1, prefetch=3, prefetch_activations=True)]}
-# Fragment GEMV tiles per (K, N): its M = 1 defaults (session 9, unswept).
+# Fragment GEMV tiles per (K, N): its M = 1 defaults (session 9; run 33 swept 5 tiles, and
+# split 4 without the activation queue was faster at 4096x14336: 24.7 against 26.2 us).
 FRAG_TILES = {(4096, 14336): [FragmentGemvConfig(split_k=2, prefetch=4, prefetch_activations=4)],
               (14336, 4096): [FragmentGemvConfig(split_k=8, prefetch=4)]}
 SMOKE_FRAG_TILES = {(256, 128): [FragmentGemvConfig(split_k=2),
                                  FragmentGemvConfig(split_k=1, prefetch=3,
                                                     prefetch_activations=2, num_warps=2)]}
+
+
+MAX_M = {"mma_gemv": MMA_GEMV_MAX_M, "fragment_gemv": FRAGMENT_GEMV_MAX_M,
+         "gemv": GEMV_MAX_M}
 
 
 def _tiles(spec: str, cls, defaults: dict) -> dict:
@@ -86,7 +93,7 @@ def main():
   ap.add_argument("--frag_tiles", default="", help="fragment GEMV tiles for every shape")
   ap.add_argument("--gemv_tiles", default="", help="GEMV tiles for every shape")
   ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
-  ap.add_argument("--time_mode", default="exact",
+  ap.add_argument("--time_mode", default="exact", choices=[v.value for v in PathMode],
                   help="path mode of the timed calls: exact or fast")
   ap.add_argument("--light_checks", action="store_true",
                   help="exact mode at M only; the bad-input check at the first M only")
@@ -123,9 +130,9 @@ def main():
       checks = ([("mma_gemv", c) for c in cands] + [("fragment_gemv", c) for c in frag[k, n]]
                 + [("gemv", c) for c in gemv_tiles])
       for impl, cfg in checks:  # every tile against the reference first
-        for mode in (PathMode.EXACT,) if args.light_checks else PathMode:
+        for mode in (PathMode(args.time_mode),) if args.light_checks else PathMode:
           for mm in (m,) if args.light_checks else (m, m + 1):
-            if mm > MMA_GEMV_MAX_M:
+            if mm > MAX_M[impl]:
               continue
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
             pr = sharq_prep(x, mode=mode, layout=prep_layout(impl, mm, cfg),
@@ -158,8 +165,8 @@ def main():
                 f"{'OK' if good else 'FAIL'}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
             for j in range(CALLS)]
-      prs = [sharq_prep(x, mode=args.time_mode, layout=PathLayout.GEMV, interpret=interpret)
-             for x in xs]
+      prs = [sharq_prep(x, mode=args.time_mode, layout=prep_layout("mma_gemv", m),
+                        interpret=interpret) for x in xs]
       sets4 = [(prs[j], w4[j % c4]) for j in range(CALLS)]
       row = dict(k=k, n=n, m=m)
       runs = [("bf16", lambda x, w: jax.lax.dot_general(
@@ -174,7 +181,7 @@ def main():
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
       if m <= FRAGMENT_GEMV_MAX_M:
-        prs64 = [sharq_prep(x, mode=args.time_mode, layout=PathLayout.PLANES_64,
+        prs64 = [sharq_prep(x, mode=args.time_mode, layout=prep_layout("fragment_gemv", m),
                             interpret=interpret) for x in xs]
         sets64 = [(prs64[j], w4[j % c4]) for j in range(CALLS)]
         runs.append(("frag_default", functools.partial(

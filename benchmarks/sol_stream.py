@@ -13,7 +13,7 @@ process.
 
 Patterns (StreamPattern):
   ROWS_ON_LANES  the MMA GEMV: lanes on 32 rows, warps on 16-K chunks, 32·blocks K a
-                 step (blocks = MmaGemvConfig.blocks_per_step)
+                 step (the MMA GEMV's 2 blocks; 4 and 8 give longer runs of a row)
   QUAD_ROW       the fragment GEMV: a quad of lanes on 32 bytes of one row, 64 K a step
   WARP_ROW       a warp's 32 lanes on 256 bytes of one row, 512 K a step
 """
@@ -80,6 +80,7 @@ class StreamProbe:
     return 64 if self.pattern is StreamPattern.WARP_ROW else 8
 
   def tag(self) -> str:
+    """Short name of the probe (its kernel's name carries it)."""
     blocks = f"b{self.blocks}" if self.pattern is StreamPattern.ROWS_ON_LANES else ""
     return f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}{blocks}"
 
@@ -100,7 +101,7 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
 
   def load(it):
     step = it0 + it
-    if lanes_on_rows:  # two 32-blocks per step
+    if lanes_on_rows:  # probe.blocks 32-blocks per step
       b = probe.blocks
       return tuple(w_ref[pl.ds(g * nw, nw), :, :, pl.ds(b * step, b), :, :] for g in range(2))
     per_warp = rows // nw
@@ -163,6 +164,8 @@ PROBES = [StreamProbe(_LANES, 2, 4), StreamProbe(_LANES, 8, 4), StreamProbe(_QUA
 
 
 def main():
+  """Checks and times every probe at every shape, with the baselines (see the module
+  docstring)."""
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--out", default="/tmp/sol_stream")
   ap.add_argument("--shapes", default="4096x14336,14336x4096")
@@ -224,7 +227,7 @@ def main():
       d = harness.device_time_calls(fn, sets) if not interpret else {"busy_s": math.nan,
                                                                       "kernels": 0}
       us = d["busy_s"] * 1e6 if d["kernels"] else math.nan
-      gbs = 0.5 * n * k / (us * 1e-6) / 1e9 if us == us else math.nan
+      gbs = math.nan if math.isnan(us) else 0.5 * n * k / (us * 1e-6) / 1e9
       row[name + "_us"] = us
       rec.log(f"[time] k={k} n={n} {name}: {us:.1f} us device ({gbs:.0f} GB/s of codes)")
     rec.record(section="sol_stream", **row)

@@ -22,10 +22,10 @@ from sharq_jax.kernels.sharq_matmul.packing import (PackedWeight, expand_weight,
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight_pallas,
                                                        packed_gemm)
 
-__all__ = ["FRAGMENT_GEMV_MAX_M", "FragmentGemvConfig", "default_fragment_gemv_config",
-           "fragment_gemv", "GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
+__all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
            "gemv", "MMA_GEMV_AUTO_MAX_M", "MMA_GEMV_MAX_M", "MmaGemvConfig",
-           "default_mma_gemv_config", "mma_gemv", "PACKED_MAX_M", "prep_layout",
+           "default_mma_gemv_config", "mma_gemv", "FRAGMENT_GEMV_MAX_M", "FragmentGemvConfig",
+           "default_fragment_gemv_config", "fragment_gemv", "PACKED_MAX_M", "prep_layout",
            "resolve_impl", "sharq_gemm",
            "sharq_gemm_reference", "sharq_matmul", "DenseGemmConfig", "Interleave",
            "Orient", "PackedGemmConfig", "default_dense_config", "default_packed_config",

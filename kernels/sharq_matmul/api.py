@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import enum
 import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from sharq_jax.kernels.sharq_matmul import fragment_gemv_gpu, gemv_gpu, mma_gemv_gpu, pallas_gpu
+from sharq_jax.kernels.sharq_matmul import (fragment_gemv_gpu, gemv_gpu, mma_gemv_gpu,
+                                            pallas_gpu)
 from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, FragmentGemvConfig,
                                                    GemvConfig,
                                                    MmaGemvConfig, PackedGemmConfig,
@@ -65,13 +67,20 @@ _IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GE
                    FragmentGemvConfig: (GemmImpl.FRAGMENT_GEMV,),
                    PackedGemmConfig: (GemmImpl.PACKED,),
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
-# The GEMVs read nibble-plane layouts and apply s·s_w themselves: (kernel, default
-# config, the layout it reads).
-_GEMVS = {GemmImpl.GEMV: (gemv_gpu.gemv, default_gemv_config, PathLayout.GEMV),
-          GemmImpl.MMA_GEMV: (mma_gemv_gpu.mma_gemv, default_mma_gemv_config,
-                              PathLayout.GEMV),
-          GemmImpl.FRAGMENT_GEMV: (fragment_gemv_gpu.fragment_gemv,
-                                   default_fragment_gemv_config, PathLayout.PLANES_64)}
+class _GemvKernel(NamedTuple):
+  """A GEMV kernel: it reads a nibble-plane layout and applies s·s_w itself."""
+
+  run: Callable
+  default_config: Callable  # (m, n, k) -> config
+  layout: PathLayout  # of the activation paths it reads
+
+
+_GEMVS = {GemmImpl.GEMV: _GemvKernel(gemv_gpu.gemv, default_gemv_config, PathLayout.GEMV),
+          GemmImpl.MMA_GEMV: _GemvKernel(mma_gemv_gpu.mma_gemv, default_mma_gemv_config,
+                                         PathLayout.GEMV),
+          GemmImpl.FRAGMENT_GEMV: _GemvKernel(fragment_gemv_gpu.fragment_gemv,
+                                              default_fragment_gemv_config,
+                                              PathLayout.PLANES_64)}
 
 
 def mma_gemv_fits(n: int, k: int | None) -> bool:
@@ -104,8 +113,8 @@ def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
   """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, and the
   weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
   no conversion runs before the GEMM."""
-  gemv = _GEMVS.get(_impl_for(GemmImpl(impl), config, m, n, k))
-  return gemv[2] if gemv else PathLayout.MMA
+  gemv_kernel = _GEMVS.get(_impl_for(GemmImpl(impl), config, m, n, k))
+  return gemv_kernel.layout if gemv_kernel else PathLayout.MMA
 
 
 def _xla_gemm(paths, w16, factor, bias, out_dtype):
@@ -138,13 +147,13 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
   out_dtype = jnp.dtype(out_dtype)
   if impl in _GEMVS:
-    kernel, default, layout = _GEMVS[impl]
-    if prepared.layout is not layout:  # the kernel permutes column-order paths itself
+    gemv_kernel = _GEMVS[impl]
+    if prepared.layout is not gemv_kernel.layout:  # the kernel permutes column order
       prepared = prepared.in_mma_layout()
-    return kernel(prepared.paths, w, act_scale=prepared.scale, bias=bias,
-                  out_dtype=out_dtype,
-                  config=config if config is not None else default(m, w.n, k),
-                  planes=prepared.layout is layout, interpret=interpret)
+    return gemv_kernel.run(
+        prepared.paths, w, act_scale=prepared.scale, bias=bias, out_dtype=out_dtype,
+        config=config if config is not None else gemv_kernel.default_config(m, w.n, k),
+        planes=prepared.layout is gemv_kernel.layout, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()
   if impl is GemmImpl.PACKED:

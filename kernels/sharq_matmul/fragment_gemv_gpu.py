@@ -34,14 +34,15 @@ Interpret mode (CPU tests) runs the same tiles with plain float32 products per c
 and row group instead of the PTX; tests/kernels/test_fragment_gemv.py runs the PTX on a
 warp interpreter.
 
-Measured on the H200 (BENCHMARKS.md "Session 9", runs 33-35): every check passed (exact
+Measured on the H200 (BENCHMARKS.md "Session 9", runs 33-34): every check passed (exact
 mode, M = 1, 2, both big Llama shapes; bad input with exactly the reference's NaN rows),
-but it is slower than the MMA GEMV at M = 1 in exact mode (24.7-26.3 against 22.1 us at
-4096x14336, 23.9-24.0 against 21.2 at 14336x4096): fewer L1 sectors per load did not
-pay (benchmarks/sol_stream.py: loads alone take as long in either tile), and a token's
-two paths need two MMA sets where the MMA GEMV packs both into one. In fast mode (one
-path) it is the fastest M = 1 kernel at 4096x14336 (21.4 against 24.8 us). AUTO does not
-pick it; sharq_gemm(impl="fragment_gemv") runs it.
+but it is slower than the MMA GEMV at M = 1 in exact mode (best tile 24.7 / default 26.2
+against 22.1 us at 4096x14336, 23.9 / 24.0 against 21.2 at 14336x4096): fewer L1
+sectors per load did not pay (benchmarks/sol_stream.py: loads alone take as long in
+either tile), and a token's two paths need two MMA sets where the MMA GEMV packs both
+into one. Timed in fast mode (one path; that output was not checked on the H200) it was
+faster than the MMA GEMV at 4096x14336 (21.1-21.4 against 24.8 us). AUTO does not pick
+it; sharq_gemm(impl="fragment_gemv") runs it.
 
 Bad input: a NaN or Inf weight block (scale code 0x7F) decodes to NaN weights of its
 row, which reach only D's row of that block: unlike mma_gemv_gpu, no B register holds
@@ -114,17 +115,17 @@ def _kernel(*refs, npaths: int, m: int, cfg: FragmentGemvConfig, n_iter: int, gp
   width = _STEP_BYTES // 4 if cfg.queue_words else _STEP_BYTES
   it0 = pl.program_id(1) * n_iter
 
-  def plane(p, t, step, parity):
+  def plane(p, tok, step, parity):
     if gpu:  # stride-0 row dims: every row reads the same activations
-      return x_refs[p][pl.ds(0, _ROWS, stride=0), pl.ds(0, nw, stride=0), t, step, parity,
-                       :]
-    return jnp.broadcast_to(x_refs[p][0, 0, t, step, parity, :], shape)
+      return x_refs[p][pl.ds(0, _ROWS, stride=0), pl.ds(0, nw, stride=0), tok, step,
+                       parity, :]
+    return jnp.broadcast_to(x_refs[p][0, 0, tok, step, parity, :], shape)
 
   def load_x(it):
     """Per token and path (token-major): the step's even and odd planes."""
     step = it0 + it
-    return tuple((plane(p, t, step, 0), plane(p, t, step, 1))
-                 for t in range(m) for p in range(npaths))
+    return tuple((plane(p, tok, step, 0), plane(p, tok, step, 1))
+                 for tok in range(m) for p in range(npaths))
 
   def load(it):
     step = it0 + it

@@ -21,12 +21,9 @@ from tests.kernels import data
 from tests.kernels.xla_ops import ops_outside_kernels
 
 
-_heavy, _rel = data.heavy, data.rel
-
-
 @pytest.fixture(scope="module")
 def weight():
-  w = _heavy((64, 256), seed=1, scale=0.05)
+  w = data.heavy((64, 256), seed=1, scale=0.05)
   qw = methods.quantize_weight(w, "sharq-nvfp4")
   return w, qw, pack_weight(qw)
 
@@ -61,13 +58,13 @@ PACKED = [
 @pytest.mark.parametrize("m", specs.TEST_MS)
 def test_packed_gemm_matches_reference(weight, cfg, m):
   _, _, pw = weight
-  x = _heavy((m, 256), seed=m, dtype=jnp.bfloat16)
+  x = data.heavy((m, 256), seed=m, dtype=jnp.bfloat16)
   for mode in PathMode:
     prep = sharq_prep(x, mode=mode, interpret=True)
     ref = sharq_gemm_reference(prep, pw)
     y = sharq_gemm(prep, pw, impl="packed", config=cfg, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
-    assert _rel(y, ref) < 1e-6
+    assert data.rel(y, ref) < 1e-6
   if m == specs.TEST_MS[0] and cfg is PACKED[0]:  # GEMV-layout paths: MMA layout first
     planes = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     np.testing.assert_array_equal(np.asarray(sharq_gemm_reference(planes, pw)),
@@ -92,17 +89,17 @@ GEMV = [(GemvConfig(block_n=16, block_k=64, prefetch=True, row_groups=2), 1),
                          if isinstance(v, GemvConfig) else f"m{v}")
 def test_gemv_matches_reference(weight, cfg, m):
   _, _, pw = weight
-  x = _heavy((m, 256), seed=100 + m, dtype=jnp.bfloat16)
+  x = data.heavy((m, 256), seed=100 + m, dtype=jnp.bfloat16)
   bias = jnp.linspace(-2, 2, 64)
   for mode in PathMode:
     prep = sharq_prep(x, mode=mode, interpret=True)
     y = sharq_gemm(prep, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
-    assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
+    assert data.rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
     # Paths the prep wrote in the GEMV's layout are what the kernel reads: same Y.
     planes = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     yp = sharq_gemm(planes, pw, impl="gemv", config=cfg, bias=bias, interpret=True)
-    assert _rel(yp, sharq_gemm_reference(planes, pw, bias=bias)) < 1e-6
+    assert data.rel(yp, sharq_gemm_reference(planes, pw, bias=bias)) < 1e-6
     np.testing.assert_array_equal(np.asarray(yp), np.asarray(y))
   # Each token's row is its own: the last token alone (same paths, same scale) gives
   # the last row bit for bit.
@@ -117,13 +114,13 @@ def test_gemv_matches_reference(weight, cfg, m):
 def test_gemv_end_to_end_through_auto(weight):
   """M = 1 under AUTO runs the GEMV and equals the core library's XLA sharq_dot."""
   _, qw, pw = weight
-  x = _heavy((1, 256), seed=77, dtype=jnp.bfloat16)
+  x = data.heavy((1, 256), seed=77, dtype=jnp.bfloat16)
   bias = jnp.linspace(-1, 1, 64)
   y = sharq_matmul(x, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
-  assert _rel(y, linear.sharq_dot_reference(x.astype(jnp.float32), qw, bias=bias)) < 1e-6
+  assert data.rel(y, linear.sharq_dot_reference(x.astype(jnp.float32), qw, bias=bias)) < 1e-6
   yb = sharq_matmul(x, pw, bias=bias, interpret=True)  # x's dtype: bf16 out
   assert yb.dtype == jnp.bfloat16
-  assert _rel(yb, y) < 4e-3  # one bf16 rounding
+  assert data.rel(yb, y) < 4e-3  # one bf16 rounding
 
 
 def test_the_prep_writes_the_layout_the_gemm_reads(weight):
@@ -134,23 +131,23 @@ def test_the_prep_writes_the_layout_the_gemm_reads(weight):
   assert prep_layout("auto", 5) is PathLayout.MMA
   assert prep_layout("auto", 1, PackedGemmConfig(block_m=16, block_n=32)) is PathLayout.MMA
   def ops(m, impl):
-    x = _heavy((m, 256), seed=3, dtype=jnp.bfloat16)
+    x = data.heavy((m, 256), seed=3, dtype=jnp.bfloat16)
     return ops_outside_kernels(lambda v: sharq_matmul(v, pw, impl=impl, interpret=True), x)
   assert "pallas_call" in ops(1, "auto") and "transpose" not in ops(1, "auto")
   assert "transpose" not in ops(3, "packed")
   # Paths in the other layout than the kernel's are converted by XLA first.
-  prep = sharq_prep(_heavy((1, 256), seed=3, dtype=jnp.bfloat16), interpret=True)
+  prep = sharq_prep(data.heavy((1, 256), seed=3, dtype=jnp.bfloat16), interpret=True)
   assert "transpose" in ops_outside_kernels(
       lambda p: sharq_gemm(p, pw, impl="gemv", interpret=True), prep)
 
 
 def test_config_type_picks_or_guards_the_kernel(weight):
   _, _, pw = weight
-  prep = sharq_prep(_heavy((1, 256), seed=6, dtype=jnp.bfloat16), interpret=True)
+  prep = sharq_prep(data.heavy((1, 256), seed=6, dtype=jnp.bfloat16), interpret=True)
   ref = sharq_gemm_reference(prep, pw)
   # AUTO with an explicit config runs the kernel that config describes.
   packed = PackedGemmConfig(block_m=16, block_n=32, block_k=64)
-  assert _rel(sharq_gemm(prep, pw, config=packed, interpret=True), ref) < 1e-6
+  assert data.rel(sharq_gemm(prep, pw, config=packed, interpret=True), ref) < 1e-6
   with pytest.raises(TypeError, match="GemvConfig"):
     sharq_gemm(prep, pw, impl="packed", config=GemvConfig(block_n=16, block_k=64),
                interpret=True)
@@ -160,11 +157,11 @@ def test_config_type_picks_or_guards_the_kernel(weight):
 
 def test_gemv_limits_and_auto_pick(weight):
   _, _, pw = weight
-  prep = sharq_prep(_heavy((9, 256), seed=5, dtype=jnp.bfloat16), interpret=True)
+  prep = sharq_prep(data.heavy((9, 256), seed=5, dtype=jnp.bfloat16), interpret=True)
   with pytest.raises(ValueError, match="M <= 8"):
     sharq_gemm(prep, pw, impl="gemv", interpret=True)
   with pytest.raises(ValueError, match="block_n"):
-    sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
+    sharq_gemm(sharq_prep(data.heavy((2, 256), seed=5), interpret=True), pw, impl="gemv",
                config=GemvConfig(block_n=128), interpret=True)
   # measured (sessions 6-7): the MMA GEMV beats the GEMV at M <= 4 (with its prefetch
   # queue at M = 1)
@@ -200,35 +197,35 @@ def test_gemv_limits_and_auto_pick(weight):
 @pytest.mark.parametrize("impl", [GemmImpl.EXPANDED_PALLAS, GemmImpl.EXPANDED_XLA])
 def test_expanded_gemms_match_reference(weight, impl):
   _, _, pw = weight
-  x = _heavy((37, 256), seed=4, dtype=jnp.bfloat16)
+  x = data.heavy((37, 256), seed=4, dtype=jnp.bfloat16)
   prep = sharq_prep(x, interpret=True)
   bias = jnp.linspace(-1, 1, 64)
   cfg = DenseGemmConfig(block_m=16, block_n=32, block_k=64) if impl is GemmImpl.EXPANDED_PALLAS else None
   y = sharq_gemm(prep, pw, impl=impl, config=cfg, bias=bias, out_dtype=jnp.bfloat16,
                  interpret=True)
   assert y.dtype == jnp.bfloat16
-  assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-2  # bf16 output
+  assert data.rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-2  # bf16 output
 
 
 def test_sharq_matmul_equals_core_sharq_dot(weight):
   _, qw, pw = weight
-  x = _heavy((2, 3, 256), seed=9, dtype=jnp.bfloat16)
+  x = data.heavy((2, 3, 256), seed=9, dtype=jnp.bfloat16)
   bias = jnp.arange(64, dtype=jnp.float32) / 64
   y = sharq_matmul(x, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
   yr = linear.sharq_dot_reference(x.astype(jnp.float32), qw, bias=bias)
   assert y.shape == (2, 3, 64)
-  assert _rel(y, yr) < 1e-6
+  assert data.rel(y, yr) < 1e-6
   yf = sharq_matmul(x, pw, bias=bias, mode="fast", out_dtype=jnp.float32, interpret=True)
-  assert _rel(yf, yr) < 1e-3  # fast mode: one float16 rounding of Ŝ + R̂
+  assert data.rel(yf, yr) < 1e-3  # fast mode: one float16 rounding of Ŝ + R̂
 
 
 def test_rmsnorm_fused_and_errors(weight):
   _, _, pw = weight
-  x = _heavy((5, 256), seed=2, dtype=jnp.bfloat16)
+  x = data.heavy((5, 256), seed=2, dtype=jnp.bfloat16)
   g = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, 256), jnp.bfloat16)
   y = sharq_matmul(x, pw, gamma=g, interpret=True)
   xn = sharq_prep(x, gamma=g, interpret=True)
-  assert _rel(y, sharq_gemm_reference(xn, pw)) < 1e-2
+  assert data.rel(y, sharq_gemm_reference(xn, pw)) < 1e-2
   with pytest.raises(ValueError, match="K=128"):
     sharq_matmul(jnp.ones((2, 128), jnp.bfloat16), pw, interpret=True)
   with pytest.raises(ValueError, match="block_n"):
@@ -261,13 +258,13 @@ def test_mma_gemv_matches_reference(weight, cfg, m):
   and split-K with float32 products in place of the PTX MMAs (the PTX itself ran on
   the H200 in the session-6 prototype, not in these tests)."""
   _, qw, pw = weight
-  x = _heavy((m, 256), seed=300 + m, dtype=jnp.bfloat16)
+  x = data.heavy((m, 256), seed=300 + m, dtype=jnp.bfloat16)
   bias = jnp.linspace(-2, 2, 64)
   for mode in PathMode:
     prep = sharq_prep(x, mode=mode, layout=PathLayout.GEMV, interpret=True)
     y = sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, bias=bias, interpret=True)
     assert y.shape == (m, 64) and y.dtype == jnp.float32
-    assert _rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
+    assert data.rel(y, sharq_gemm_reference(prep, pw, bias=bias)) < 1e-6
   # Paths in the MMA layout are permuted by XLA first: the same Y.
   prep = sharq_prep(x, interpret=True)
   np.testing.assert_array_equal(
@@ -277,7 +274,7 @@ def test_mma_gemv_matches_reference(weight, cfg, m):
   # AUTO at M = 2 runs it, end to end against the core library's XLA sharq_dot.
   x2 = x[:2]
   y2 = sharq_matmul(x2, pw, bias=bias, out_dtype=jnp.float32, interpret=True)
-  assert _rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
+  assert data.rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
 
 
 def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
@@ -287,10 +284,10 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   K loop, so here (as on the GPU) a broken flag gives finite rows 1 and 6. (Without the
   option the kernel relies on the tensor cores' NaN·0 = 0, which interpret mode's per-row
   float32 products cannot show; probe_mma_gemv checks that case on the H200.)"""
-  w = np.array(_heavy((64, 256), seed=11, scale=0.05))
+  w = np.array(data.heavy((64, 256), seed=11, scale=0.05))
   w[1, 40], w[6, 200] = np.nan, np.inf
   pw = pack_weight_from_float(jnp.asarray(w))
-  x = _heavy((3, 256), seed=12, dtype=jnp.bfloat16)
+  x = data.heavy((3, 256), seed=12, dtype=jnp.bfloat16)
   for cfg in (MmaGemvConfig(split_k=2, isolate_nan_rows=True),
               MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=True,
                             isolate_nan_rows=True, queue_words=True)):
@@ -300,7 +297,7 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
     assert np.array_equal(np.isnan(ref), np.isnan(y)), cfg
     assert set(np.flatnonzero(np.isnan(y).any(axis=0))) == {1, 6}
     ok = ~np.isnan(ref)
-    assert _rel(y[ok], ref[ok]) < 1e-6
+    assert data.rel(y[ok], ref[ok]) < 1e-6
 
 
 def test_mma_gemv_config_rules(weight):
@@ -314,7 +311,7 @@ def test_mma_gemv_config_rules(weight):
   with pytest.raises(ValueError, match="split_k"):
     MmaGemvConfig(split_k=8).check(1, 64, 256)
   with pytest.raises(TypeError, match="GemvConfig"):
-    sharq_gemm(sharq_prep(_heavy((2, 256), seed=5), interpret=True), pw, impl="mma_gemv",
+    sharq_gemm(sharq_prep(data.heavy((2, 256), seed=5), interpret=True), pw, impl="mma_gemv",
                config=GemvConfig(block_n=16, block_k=64), interpret=True)
   # Defaults (N, K): 4 warps. M = 1: K split until >= 448 programs, code words 4 steps
   # ahead, the activations too where the split is <= 4. M = 2: split 8, words 4 ahead and
