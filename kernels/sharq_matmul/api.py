@@ -67,6 +67,8 @@ _IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GE
                    FragmentGemvConfig: (GemmImpl.FRAGMENT_GEMV,),
                    PackedGemmConfig: (GemmImpl.PACKED,),
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
+
+
 class _GemvKernel(NamedTuple):
   """A GEMV kernel: it reads a nibble-plane layout and applies s·s_w itself."""
 
