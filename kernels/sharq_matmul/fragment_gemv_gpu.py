@@ -61,10 +61,11 @@ from jax.experimental import pallas as pl
 from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import FragmentGemvConfig
-from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import MMA_SYNC, inline_asm_f32, ptx_regs
+from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
+from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import inline_asm_f32, mma_step_lines, ptx_regs
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
-from sharq_jax.kernels.sharq_prep.reference import PathLayout, to_layout
+from sharq_jax.kernels.sharq_prep.reference import PathLayout
 
 _ROWS = 8  # rows per group and warp: the g of lane 4g + t
 _STEP_BYTES = 32  # a row's code bytes per 64-K step: 8 per lane of the quad
@@ -77,14 +78,8 @@ def _mma_asm() -> str:
   column's even and odd planes, 4 registers each; $32..$39 the accumulators in."""
   lo0, lo1, hi0, hi1, xe, xo = (ptx_regs(8 + 4 * i) for i in range(6))
   acc = ptx_regs(32, 8)
-  lines = ["{", ".reg .f32 d<8>;"]
-  chains = ("{d0,d1,d2,d3}", "{d4,d5,d6,d7}")
-  for k, (w0, w1, x) in enumerate(((lo0, lo1, xe), (hi0, hi1, xo))):
-    for c, j in enumerate((0, 2)):  # A: row g pairs j, j+1 and row g+8's; B: same pairs
-      src = "{" + ",".join(acc[4 * c:4 * c + 4]) + "}" if k == 0 else chains[c]
-      lines.append(f"{MMA_SYNC} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
-                   f"{{{x[j]},{x[j + 1]}}}, {src};")
-  lines += [f"mov.f32 ${i}, d{i};" for i in range(8)] + ["}"]
+  # B: the lane's own activations, the same pairs as A's (no selects)
+  lines = ["{", ".reg .f32 d<8>;"] + mma_step_lines(((lo0, lo1, xe), (hi0, hi1, xo)), acc)
   return "\n".join(lines)
 
 
@@ -202,13 +197,8 @@ def fragment_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   The kernel writes float32 partials per K split; XLA sums them, applies s·s_w·2^7 and
   the bias, and casts to out_dtype.
   """
-  if not planes:
-    paths = [to_layout(p, PathLayout.PLANES_64) for p in paths]
-  m, k = paths[0].shape
-  n, nw = w.n, config.num_warps
-  config.check(m, n, k)
-  steps = k // config.block_k
-  n_iter = steps // config.split_k
+  paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes, PathLayout.PLANES_64)
+  nw, steps = config.num_warps, k // config.block_k
   args = [p.reshape(1, 1, m, steps, 2, _STEP_BYTES) for p in paths]
   codes = w.codes.reshape(n // nw, nw, k // 2)
   if config.queue_words:

@@ -31,7 +31,7 @@ from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import GemvConfig
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
-from sharq_jax.kernels.sharq_prep.reference import to_gemv_layout
+from sharq_jax.kernels.sharq_prep.reference import PathLayout, to_layout
 
 # A 32-block's 16 bytes as two halves of 8: 8 bytes = one 64-bit load per thread for the
 # codes and one 128-bit load per float16 activation plane, so the coalescing pass gives
@@ -119,11 +119,13 @@ def _gemv_kernel(*refs, npaths: int, m: int, cfg: GemvConfig, n_iter: int, fused
     o_ref[pl.ds(t, 1), cols] = y.astype(o_ref.dtype)
 
 
-def gemv_operands(paths, w: PackedWeight, config, planes: bool):
-  """Shared GEMV prologue: paths in PathLayout.GEMV (XLA permutes them unless planes),
-  the config checked against (M, N, K); returns (paths, M, K, N, K steps per split)."""
+def gemv_operands(paths, w: PackedWeight, config, planes: bool,
+                  layout: PathLayout = PathLayout.GEMV):
+  """Shared GEMV prologue: paths in `layout` (XLA permutes column-order paths unless
+  planes), the config checked against (M, N, K); returns (paths, M, K, N, K steps per
+  split)."""
   if not planes:
-    paths = [to_gemv_layout(p) for p in paths]
+    paths = [to_layout(p, layout) for p in paths]
   m, k = paths[0].shape
   config.check(m, w.n, k)
   return paths, m, k, w.n, k // (config.split_k * config.block_k)

@@ -67,7 +67,7 @@ from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 
-MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+_MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
 # Per 32-block: 2 halves of 8 code bytes, each against 8 even-K and 8 odd-K float16
 # activations (PathLayout.GEMV, as in gemv_gpu). Two 32-blocks per step.
 _BLOCKS, _HALVES, _HALF = 2, 2, 8
@@ -104,14 +104,24 @@ def _mma_asm() -> str:
   for i in range(4):  # B: the lane's κ activations of column half ph if t == g mod 4
     lines += [f"selp.b32 be{i}, {e1[i]}, {e0[i]}, ph;", f"selp.b32 be{i}, be{i}, 0, pa;",
               f"selp.b32 bo{i}, {o1[i]}, {o0[i]}, ph;", f"selp.b32 bo{i}, bo{i}, 0, pa;"]
-  chains = ("{d0,d1,d2,d3}", "{d4,d5,d6,d7}")
-  for k, (w0, w1, b) in enumerate(((lo0, lo1, "be"), (hi0, hi1, "bo"))):
-    for c, j in enumerate((0, 2)):  # A rows g / g+8 = groups 0 / 1; k pairs j, j+1
-      src = "{" + ",".join(acc[4 * c:4 * c + 4]) + "}" if k == 0 else chains[c]
-      lines.append(f"{MMA_SYNC} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
-                   f"{{{b}{j},{b}{j + 1}}}, {src};")
-  lines += [f"mov.f32 ${i}, d{i};" for i in range(8)] + ["}"]
+  lines += mma_step_lines(((lo0, lo1, [f"be{i}" for i in range(4)]),
+                            (hi0, hi1, [f"bo{i}" for i in range(4)])), acc)
   return "\n".join(lines)
+
+
+def mma_step_lines(planes, acc) -> list[str]:
+  """PTX of one step's 4 m16n8k16 MMAs into .f32 d0..d7 and out to $0..$7: per nibble
+  plane (A registers of rows g and g+8, 4 each; B registers, 4), pairs j, j+1 of A's
+  rows g / g+8 against B's pairs j, j+1, for j = 0 into chain d0..d3 and j = 2 into
+  d4..d7; the low plane's MMAs start from the accumulator operands `acc` (8)."""
+  chains = ("{d0,d1,d2,d3}", "{d4,d5,d6,d7}")
+  lines = []
+  for k, (w0, w1, b) in enumerate(planes):
+    for c, j in enumerate((0, 2)):
+      src = "{" + ",".join(acc[4 * c:4 * c + 4]) + "}" if k == 0 else chains[c]
+      lines.append(f"{_MMA_SYNC} {chains[c]}, {{{w0[j]},{w1[j]},{w0[j + 1]},{w1[j + 1]}}}, "
+                   f"{{{b[j]},{b[j + 1]}}}, {src};")
+  return lines + [f"mov.f32 ${i}, d{i};" for i in range(8)] + ["}"]
 
 
 _MMA_CONSTRAINTS = ",".join(["=f"] * 8 + ["r"] * 32 + ["f"] * 8)
