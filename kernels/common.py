@@ -61,6 +61,132 @@ def div_rn(x: jax.Array, y: jax.Array, *, gpu: bool) -> jax.Array:
   return out
 
 
+def _asm_f32(asm: str, *args: jax.Array) -> jax.Array:
+  """One float32 result of PTX `asm` over float32 operands $1.. (elementwise)."""
+  from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
+  shape = jnp.broadcast_shapes(*(a.shape for a in args))
+  args = [jnp.broadcast_to(jnp.asarray(a, jnp.float32), shape) for a in args]
+  [out] = plgpu.elementwise_inline_asm(
+      asm, args=args, constraints="=f" + ",f" * len(args), pack=1,
+      result_shape_dtypes=[jax.ShapeDtypeStruct(shape, jnp.float32)])
+  return out
+
+
+# Short divisors: E4M3 block scales (4 significant bits) and 6 (2 bits).
+SHORT_DIVISOR_MAX_BITS = 16
+
+
+def div_rn_short(x: jax.Array, y: jax.Array, y_rcp: jax.Array, *, gpu: bool,
+                 abs_cap: float | None = None) -> jax.Array:
+  """float32 x / y rounded to nearest even, for a divisor y > 0 whose significand has at
+  most SHORT_DIVISOR_MAX_BITS bits, given y_rcp = RN(1/y); 3 instructions on the GPU
+  against div.rn's ~10 (the block quantizers divide every element by such a y).
+
+  GPU: q = RN(x·y_rcp); r = x − q·y (one FMA, exact); RN(q + r·y_rcp) (one FMA).
+  Why exact: with Q = x/y, q + r·y_rcp = Q + (Q − q)(y·y_rcp − 1); |Q − q| ≤ 3·2^(e−24)
+  and |y·y_rcp − 1| ≤ 2^-24 (e: Q's exponent) put it within 3·2^(e−48) of Q, while a
+  b-bit y keeps Q at least 2^(e−24−b) from every rounding midpoint (x − μ·y is a nonzero
+  multiple of μ's and y's last places), so no midpoint lies between them for b ≤ 22;
+  the same bounds make r a 24-bit number. Preconditions: y and y_rcp normal and
+  |x| ≥ 2^-100 or x = ±0 (smaller x may give a result a few ulps off; the quantizers
+  round all such quotients to 0 anyway); a zero x gives +0 (the sign is the caller's).
+  abs_cap: return min(|x / y|, abs_cap) instead, in the same instruction group.
+  On the CPU (interpret mode): the exact integer division, with the same +0.
+  """
+  x = jnp.asarray(x, jnp.float32)
+  if not gpu:
+    q = division.divide(x, jnp.asarray(y, jnp.float32))
+    q = jnp.where(x == 0, np.float32(0.0), q)
+    return q if abs_cap is None else jnp.minimum(jnp.abs(q), np.float32(abs_cap))
+  tail = ("fma.rn.f32 $0, r, $3, q;" if abs_cap is None else
+          f"fma.rn.f32 q, r, $3, q;\n      abs.f32 q, q;\n"
+          f"      min.f32 $0, q, 0f{np.float32(abs_cap).view(np.uint32):08X};")
+  return _asm_f32(f"""
+      {{
+      .reg .f32 q, r;
+      mul.rn.f32 q, $1, $3;
+      neg.f32 r, q;
+      fma.rn.f32 r, r, $2, $1;
+      {tail}
+      }}""", x, y, y_rcp)
+
+
+def rcp_rn_short(y: jax.Array, *, gpu: bool) -> jax.Array:
+  """RN(1/y) for y > 0 with at most SHORT_DIVISOR_MAX_BITS significant bits, y and 1/y
+  normal (E4M3 scales are).
+
+  GPU: z = rcp.approx(y) (≤ 1 ulp off), then one correction step as in div_rn_short
+  with x = 1 (q = z): within 2^-46 of 1/y relatively, while a short y keeps 1/y at least
+  2^(−24−b) from every midpoint, so the rounding is exact. CPU: the integer division.
+  """
+  y = jnp.asarray(y, jnp.float32)
+  if not gpu:
+    return division.divide(jnp.ones_like(y), y)
+  return _asm_f32("""
+      {
+      .reg .f32 z, r;
+      rcp.approx.ftz.f32 z, $1;
+      neg.f32 r, z;
+      fma.rn.f32 r, r, $1, 0f3F800000;
+      fma.rn.f32 $0, r, z, z;
+      }""", y)
+
+
+# Tensor scales for which div_rn_by_scale runs the 3-instruction path (else div.rn).
+FAST_SCALE_RANGE = (2.0**-60, 2.0**60)
+# Quotients at least this large are exact on that path; smaller ones may be a few ulps
+# off (their remainder can underflow) but stay below it.
+FAST_SCALE_EXACT_FROM = 2.0**-12
+
+
+def div_rn_by_scale(x: jax.Array, s: jax.Array, *, gpu: bool) -> jax.Array:
+  """x / s for one float32 tensor scale s (shape (1, 1) or (), broadcast over x),
+  rounded to nearest even for finite x with FAST_SCALE_EXACT_FROM ≤ |x / s| ≤ 2^100:
+  every quotient the NVFP4 quantizers can tell apart (each d_b ≥ 2^-9, so anything
+  below 2^-11 becomes 0; a scale from the tensor's own amax keeps |x / s| ≤ 2688).
+  Non-finite x may give NaN where x / s is ±Inf (both make their block NaN).
+
+  GPU, s in FAST_SCALE_RANGE: the instructions of div.rn.f32's own fast path, with its
+  reciprocal step done once per program instead of once per element: z = rcp.approx(s)
+  refined by one Newton step (MUFU.RCP, 2 FFMA, as ptxas emits for div.rn), then per
+  element q = RN(x·z), r = x − q·s, RN(q + r·z) (3 instead of ~10 instructions, no
+  branch). That path is correctly rounded whenever no operand or intermediate is near
+  the subnormal or overflow range; for |x/s| ≥ 2^-12 and s in range, x ≥ 2^-72 and the
+  remainder cannot underflow. Smaller quotients stay below 2^-11 (the remainder's
+  rounding error is < 2^-149 / s). Out-of-range s (a uniform branch): div.rn.
+  CPU: the exact integer division.
+  """
+  if not gpu:
+    return div_rn(x, s, gpu=False)
+  x = jnp.asarray(x, jnp.float32)
+  s = jnp.asarray(s, jnp.float32)
+  s_rcp = _asm_f32("""
+      {
+      .reg .f32 z, e;
+      rcp.approx.ftz.f32 z, $1;
+      neg.f32 e, $1;
+      fma.rn.f32 e, e, z, 0f3F800000;
+      fma.rn.f32 $0, z, e, z;
+      }""", s)
+  lo, hi = FAST_SCALE_RANGE
+  in_range = ((s >= np.float32(lo)) & (s <= np.float32(hi))).reshape(())
+
+  def fast():
+    return _asm_f32("""
+      {
+      .reg .f32 q, r;
+      mul.rn.f32 q, $1, $3;
+      neg.f32 r, q;
+      fma.rn.f32 r, r, $2, $1;
+      fma.rn.f32 $0, r, $3, q;
+      }""", x, s, s_rcp)
+
+  return jax.lax.cond(in_range, fast, lambda: div_rn(x, s, gpu=True))
+
+
+_RCP_SIX = np.float32(1.0) / np.float32(6.0)  # RN(1/6): NumPy divides correctly
+
+
 def _bits(x: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
 
@@ -83,13 +209,32 @@ def e4m3_round_nonneg(r: jax.Array) -> jax.Array:
 
 
 def nvfp4_block_scale(amax: jax.Array, *, gpu: bool) -> jax.Array:
-  """NVFP4 block scale d_b (float32) for a block amax with tensor scale 1.
+  """NVFP4 block scale d_b (float32) for a finite block amax with tensor scale 1.
 
-  d_b = e4m3(min(amax / 6, 448)); 2^-9 when amax > 0 rounds to 0 (NUMERICS.md).
+  d_b = e4m3(min(amax / 6, 448)); 2^-9 when amax > 0 rounds to 0 (NUMERICS.md). The
+  division by 6 is div_rn_short's (6 has 2 significant bits); for amax < 2^-100 it may
+  be a few ulps off, but such ratios round to 0 (then 2^-9) either way.
   """
-  ratio = jnp.minimum(div_rn(amax, jnp.full_like(amax, E2M1_MAX), gpu=gpu), E4M3_MAX)
+  amax = jnp.asarray(amax, jnp.float32)
+  six = jnp.full_like(amax, E2M1_MAX)
+  ratio = jnp.minimum(div_rn_short(amax, six, jnp.full_like(amax, _RCP_SIX), gpu=gpu),
+                      E4M3_MAX)
   d = e4m3_round_nonneg(ratio)
   return jnp.where((amax > 0) & (d == 0), np.float32(E4M3_MIN_SUBNORMAL), d)
+
+
+def e2m1_round_nonneg(a: jax.Array) -> jax.Array:
+  """Rounds float32 a ≥ 0 onto the E2M1 magnitudes (RNE, saturating at 6), as float32.
+
+  The grid step is 0.5 below 2, 1 on [2, 4) and 2 on [4, 6]: adding and subtracting
+  1.5·2^(22 + max(e, 0)) (e: a's exponent) rounds to it, ties to the even multiple,
+  which is the even E2M1 code. Integer exponent arithmetic instead of e2m1_round's
+  compares and selects.
+  """
+  a = jnp.minimum(a.astype(jnp.float32), E2M1_MAX)
+  biased_exp = jnp.maximum(_bits(a) >> 23, np.uint32(127))
+  magic = _from_bits(biased_exp * np.uint32(1 << 23) + np.uint32((22 << 23) | 0x400000))
+  return (a + magic) - magic
 
 
 def e2m1_round(q: jax.Array) -> jax.Array:

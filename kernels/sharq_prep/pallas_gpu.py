@@ -10,6 +10,12 @@ Two passes over X, the fewest the global amax allows:
      NVFP4 (blocks of 16) → float16 paths, written once, in the column order the GEMM
      that reads them wants (PathLayout: MMA, or GEMV's nibble-plane order).
 Bytes: read X twice (2·2 B/elem for bf16), write 2 B/elem per path.
+
+Instructions per element are what bound this kernel at prefill (kernels/NOTES.md, v10):
+the divisions skip div.rn's per-element reciprocal (common.div_rn_by_scale for X / s,
+common.div_rn_short for the E4M3 block scales), the block amax and non-finite flag are
+one integer max of |v|'s bits, and the E2M1 rounding picks its magic constant from the
+exponent bits. The values stay the contract's, bit for bit.
 """
 
 from __future__ import annotations
@@ -28,30 +34,52 @@ from sharq_jax.kernels.sharq_prep.config import PrepConfig, default_config
 from sharq_jax.kernels.sharq_prep.reference import PathLayout, PathMode, Prepared
 
 
+def _abs_bits(v: jax.Array) -> jax.Array:
+  """int32 bits of |v|: ordered as |v| for finite v, ≥ 0x7F800000 iff v is non-finite."""
+  return jax.lax.bitcast_convert_type(v, jnp.int32) & np.int32(0x7FFFFFFF)
+
+
 def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
-  """float32 {0,1} (bm, bk): the top-2 pairs of each 8 (ties to the lower index)."""
+  """bool (bm, bk): the top-2 pairs of each 8 (ties to the lower index) by score.
+
+  score is _abs_bits(X'): NaN ranks above Inf here, where the contract ties them (its
+  score maps NaN to Inf). That changes no output: a group holding any non-finite value
+  keeps one, so its backbone block, and with it the whole 32-column block of both
+  paths, is NaN either way.
+  """
   pair = jnp.max(score.reshape(bm, bk // 2, 2), axis=-1)
   groups = pair.reshape(bm, bk // 8, 4)
   unit = jax.lax.broadcasted_iota(jnp.int32, (bm, bk // 8, 4), 2)
   first = jnp.argmax(groups, axis=-1).astype(jnp.int32)
   is_first = unit == first[..., None]
-  second = jnp.argmax(jnp.where(is_first, -1.0, groups), axis=-1).astype(jnp.int32)
-  keep = jnp.where(is_first | (unit == second[..., None]), 1.0, 0.0)
-  keep = keep.reshape(bm, bk // 2)
-  return jnp.stack([keep, keep], axis=-1).reshape(bm, bk)
+  second = jnp.argmax(jnp.where(is_first, -1, groups), axis=-1).astype(jnp.int32)
+  keep = (is_first | (unit == second[..., None])).reshape(bm, bk // 2)
+  return jnp.broadcast_to(keep[..., None], (bm, bk // 2, 2)).reshape(bm, bk)
 
 
 def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
-  """DQ(Q(v)) for v (..., nb, B) with NVFP4 scale 1; NaN blocks where v is non-finite."""
-  finite = jnp.isfinite(v)
-  amax = jnp.max(jnp.where(finite, jnp.abs(v), 0.0), axis=-1)
-  bad = jnp.max(jnp.where(finite, 0.0, 1.0), axis=-1) > 0
+  """DQ(Q(v)) for v (..., nb, B) with NVFP4 scale 1; NaN blocks where v is non-finite.
+
+  Same values as the NumPy contract's, with fewer instructions per element: the block
+  amax and the non-finite flag come from one integer max of |v|'s bits, and the
+  quotient v / d_b from div_rn_short (E4M3 scales are short divisors).
+  """
+  amax_bits = jnp.max(_abs_bits(v), axis=-1)
+  bad = amax_bits >= np.int32(0x7F800000)
+  amax = jax.lax.bitcast_convert_type(jnp.where(bad, 0, amax_bits), jnp.float32)
   d = common.nvfp4_block_scale(amax, gpu=gpu)
   pos = d > 0
-  q = common.div_rn(v, jnp.where(pos, d, 1.0)[..., None], gpu=gpu)
-  q = jnp.where(pos[..., None], q, 0.0)
-  out = common.e2m1_round(q) * d[..., None]
-  return jnp.where(bad[..., None], np.float32(np.nan), out)
+  d_rcp = jnp.where(pos, common.rcp_rn_short(jnp.where(pos, d, 1.0), gpu=gpu), 0.0)
+  q_mag = common.div_rn_short(v, d[..., None], d_rcp[..., None], gpu=gpu,
+                              abs_cap=common.E2M1_MAX)
+  mag = common.e2m1_round_nonneg(q_mag)
+  # The quotient's sign is v's where d_b > 0; an all-zero block gives +0 (the contract
+  # divides only where d_b > 0, else q = +0).
+  sign_mask = jnp.where(pos, np.uint32(0x80000000), np.uint32(0))[..., None]
+  signed = jax.lax.bitcast_convert_type(
+      jax.lax.bitcast_convert_type(mag, jnp.uint32)
+      | (jax.lax.bitcast_convert_type(v, jnp.uint32) & sign_mask), jnp.float32)
+  return jnp.where(bad[..., None], np.float32(np.nan), signed * d[..., None])
 
 
 # Elements per program per step of the in-kernel amax loop: wide steps, few iterations
@@ -103,11 +131,9 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
     rstd = _compat.masked_load(rstd_ref, row_ok, 0.0)
     y = (xf * rstd).astype(x.dtype).astype(jnp.float32)
     xf = (g_ref[...].astype(jnp.float32) * y).astype(x.dtype).astype(jnp.float32)
-  xp = common.div_rn(xf, s, gpu=gpu)
+  xp = common.div_rn_by_scale(xf, s, gpu=gpu)
 
-  mag = jnp.abs(xp)
-  score = jnp.where(jnp.isnan(mag), np.float32(np.inf), mag)
-  sparse = jnp.where(_keep_mask(score, bm, bk) > 0, xp, 0.0)
+  sparse = jnp.where(_keep_mask(_abs_bits(xp), bm, bk), xp, 0.0)
   s_hat = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu).reshape(bm, bk)
   resid = (xp - s_hat).reshape(bm, bk // 16, 16)
   r_hat = _quantize_blocks(resid, gpu=gpu).reshape(bm, bk)
@@ -148,7 +174,9 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       larger tensor (row-parallel layers: scale_from_amax of the pmax of the shards'
       finite_amax), so every shard is quantized as the whole tensor would be. With
       gamma the RMSNorm statistics are this x's own rows: right for a token shard
-      (whole rows), wrong for a K shard — normalise K-sharded inputs before.
+      (whole rows), wrong for a K shard — normalise K-sharded inputs before. The
+      kernel's division by s is exact for |x / s| ≤ 2^100 (common.div_rn_by_scale);
+      a scale from any tensor holding x keeps it ≤ 2688.
     layout: the column order of the paths written: PathLayout.MMA (column order),
       PathLayout.GEMV or PLANES_64 (nibble-plane order per 32- or 64-block, what the
       GEMV kernels read; a permutation inside each block, done in the same pass).

@@ -95,6 +95,89 @@ def test_div_rn_interpret_is_true_division(shape):
   np.testing.assert_array_equal(got, x / y)
 
 
+def test_e2m1_round_nonneg_matches_core_magnitudes():
+  rng = np.random.default_rng(5)
+  ticks = np.arange(0, 8, 0.125, dtype=np.float32)
+  a = np.concatenate([ticks, np.nextafter(ticks, 10), np.nextafter(ticks[1:], -10),
+                      rng.uniform(0, 9, 200_000), np.exp2(rng.uniform(-149, 3, 50_000)),
+                      [0.0, 1e30, np.inf]]).astype(np.float32)
+  got = np.asarray(jax.jit(C.e2m1_round_nonneg)(a))
+  want = np.asarray(F.e2m1_round(jnp.asarray(a)))
+  np.testing.assert_array_equal(got, want)
+
+
+# The GPU sequences of div_rn_short and rcp_rn_short, emulated exactly in NumPy: both
+# FMAs round once, which float64 with a TwoSum error term reproduces (products of two
+# float32 are exact in float64; see _fma32).
+def _fma32(a, b, c):
+  """RN32(a·b + c) for float32 arrays, exactly."""
+  p = a.astype(np.float64) * b.astype(np.float64)  # exact
+  s = p + c.astype(np.float64)
+  bb = s - p
+  err = (p - (s - bb)) + (c.astype(np.float64) - bb)  # exact: a·b + c = s + err
+  r = s.astype(np.float32)
+  up = np.nextafter(r, np.float32(np.inf))
+  down = np.nextafter(r, np.float32(-np.inf))
+  # s64 exactly halfway between two float32 values: err (if any) breaks the tie.
+  mid_up = (up.astype(np.float64) + r) / 2 == s
+  mid_down = (down.astype(np.float64) + r) / 2 == s
+  r = np.where(mid_up & (err > 0), up, r)
+  r = np.where(mid_down & (err < 0), down, r)
+  # Halfway with r even and err pointing at it is already right; r itself from the
+  # float64 value's RNE may have gone the other way at a tie:
+  return r.astype(np.float32)
+
+
+def _short_divide_emulated(x, y, z):
+  q = (x * z).astype(np.float32)
+  r = _fma32(-q, y, x)
+  return _fma32(r, z, q)
+
+
+def _e4m3_significand_divisors():
+  sig = (1 + np.arange(8) / 8).astype(np.float32)  # every E4M3 significand
+  return np.concatenate([sig * np.float32(2.0**e) for e in (-9, -3, 0, 5, 8)])
+
+
+def test_short_divisor_sequence_is_correctly_rounded():
+  """div_rn_short's three GPU instructions give x / y rounded once, for every E4M3
+  significand and x near the quotient's rounding midpoints or random."""
+  rng = np.random.default_rng(6)
+  ys = _e4m3_significand_divisors()
+  for y in list(ys) + [np.float32(6.0)]:
+    z = np.float32(1) / y
+    # Quotients just around midpoints μ of the float32 grid, and random ones.
+    mu = (rng.integers(2**23, 2**24, 20_000) * 2 + 1).astype(np.float64) * 2.0**-24
+    mu = mu * np.exp2(rng.integers(-20, 12, mu.size))
+    near = (mu * np.float64(y)).astype(np.float32)
+    x = np.concatenate([near, np.nextafter(near, np.float32(0)),
+                        np.nextafter(near, np.float32(np.inf)),
+                        rng.uniform(-3000, 3000, 20_000).astype(np.float32) * y])
+    x = x.astype(np.float32)
+    want = x / y  # NumPy's float32 division is IEEE
+    got = _short_divide_emulated(x, np.full_like(x, y), np.full_like(x, z))
+    np.testing.assert_array_equal(got, want, err_msg=f"y={y}")
+
+
+def test_short_reciprocal_step_corrects_any_one_ulp_start():
+  """rcp_rn_short: from rcp.approx's ≤ 1-ulp start, one step gives RN(1/y)."""
+  ys = _e4m3_significand_divisors()
+  want = np.float32(1) / ys
+  for start in (want, np.nextafter(want, np.float32(0)), np.nextafter(want, np.float32(9))):
+    r = _fma32(-start, ys, np.ones_like(ys))
+    np.testing.assert_array_equal(_fma32(r, start, start), want)
+
+
+def test_short_division_interpret_mode_is_true_division_with_plus_zero():
+  x = np.array([3.0, -0.0, 0.0, -7.5, 1e-30, 2688.0], np.float32)
+  y = np.float32(1.125)
+  got = np.asarray(C.div_rn_short(x, y, np.float32(1) / y, gpu=False))
+  np.testing.assert_array_equal(got, x / y)
+  assert not np.signbit(got[1])  # -0 / y gives +0, as on the GPU
+  capped = np.asarray(C.div_rn_short(x, y, np.float32(1) / y, gpu=False, abs_cap=6.0))
+  np.testing.assert_array_equal(capped, np.minimum(np.abs(x / y), 6))
+
+
 def test_words_to_bytes_inverts_the_little_endian_word_view():
   b = np.random.default_rng(4).integers(0, 256, (3, 5, 16), dtype=np.uint8)
   words = C.bytes_to_words(jnp.asarray(b))
