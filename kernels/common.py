@@ -223,15 +223,17 @@ def nvfp4_block_scale(amax: jax.Array, *, gpu: bool) -> jax.Array:
   return jnp.where((amax > 0) & (d == 0), np.float32(E4M3_MIN_SUBNORMAL), d)
 
 
-def e2m1_round_nonneg(a: jax.Array) -> jax.Array:
+def e2m1_round_nonneg(a: jax.Array, *, capped: bool = False) -> jax.Array:
   """Rounds float32 a ≥ 0 onto the E2M1 magnitudes (RNE, saturating at 6), as float32.
 
   The grid step is 0.5 below 2, 1 on [2, 4) and 2 on [4, 6]: adding and subtracting
   1.5·2^(22 + max(e, 0)) (e: a's exponent) rounds to it, ties to the even multiple,
   which is the even E2M1 code. Integer exponent arithmetic instead of e2m1_round's
-  compares and selects.
+  compares and selects. capped: the caller guarantees a ≤ 6 (skips the min).
   """
-  a = jnp.minimum(a.astype(jnp.float32), E2M1_MAX)
+  a = a.astype(jnp.float32)
+  if not capped:
+    a = jnp.minimum(a, E2M1_MAX)
   biased_exp = jnp.maximum(_bits(a) >> 23, np.uint32(127))
   magic = _from_bits(biased_exp * np.uint32(1 << 23) + np.uint32((22 << 23) | 0x400000))
   return (a + magic) - magic

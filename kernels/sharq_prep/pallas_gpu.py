@@ -48,12 +48,20 @@ def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
   paths, is NaN either way.
   """
   pair = jnp.max(score.reshape(bm, bk // 2, 2), axis=-1)
-  groups = pair.reshape(bm, bk // 8, 4)
-  unit = jax.lax.broadcasted_iota(jnp.int32, (bm, bk // 8, 4), 2)
-  first = jnp.argmax(groups, axis=-1).astype(jnp.int32)
-  is_first = unit == first[..., None]
-  second = jnp.argmax(jnp.where(is_first, -1, groups), axis=-1).astype(jnp.int32)
-  keep = (is_first | (unit == second[..., None])).reshape(bm, bk // 2)
+  p0, p1, p2, p3 = (v[..., 0] for v in jax.lax.split(pair.reshape(bm, bk // 8, 4),
+                                                      (1, 1, 1, 1), axis=2))
+  # Pair i is kept when it beats at least two of the other three (a tie goes to the
+  # lower index): a majority of three comparisons, no argmax.
+  def majority(a, b, c):
+    return (a & b) | (c & (a | b))
+  ge01, ge02, ge03, ge12, ge13, ge23 = (p0 >= p1, p0 >= p2, p0 >= p3, p1 >= p2,
+                                        p1 >= p3, p2 >= p3)
+  k0 = majority(ge01, ge02, ge03)
+  k1 = majority(~ge01, ge12, ge13)
+  k2 = majority(~ge02, ~ge12, ge23)
+  k3 = majority(~ge03, ~ge13, ~ge23)
+  keep = jnp.stack([jnp.stack([k0, k2], -1), jnp.stack([k1, k3], -1)], -1)  # k0..k3
+  keep = keep.reshape(bm, bk // 2)
   return jnp.broadcast_to(keep[..., None], (bm, bk // 2, 2)).reshape(bm, bk)
 
 
@@ -72,7 +80,7 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
   d_rcp = jnp.where(pos, common.rcp_rn_short(jnp.where(pos, d, 1.0), gpu=gpu), 0.0)
   q_mag = common.div_rn_short(v, d[..., None], d_rcp[..., None], gpu=gpu,
                               abs_cap=common.E2M1_MAX)
-  mag = common.e2m1_round_nonneg(q_mag)
+  mag = common.e2m1_round_nonneg(q_mag, capped=True)
   # The quotient's sign is v's where d_b > 0; an all-zero block gives +0 (the contract
   # divides only where d_b > 0, else q = +0).
   sign_mask = jnp.where(pos, np.uint32(0x80000000), np.uint32(0))[..., None]

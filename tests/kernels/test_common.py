@@ -104,6 +104,9 @@ def test_e2m1_round_nonneg_matches_core_magnitudes():
   got = np.asarray(jax.jit(C.e2m1_round_nonneg)(a))
   want = np.asarray(F.e2m1_round(jnp.asarray(a)))
   np.testing.assert_array_equal(got, want)
+  small = a <= 6
+  got = np.asarray(jax.jit(lambda v: C.e2m1_round_nonneg(v, capped=True))(a[small]))
+  np.testing.assert_array_equal(got, want[small])
 
 
 # The GPU sequences of div_rn_short and rcp_rn_short, emulated exactly in NumPy: both

@@ -108,6 +108,18 @@ def test_prep_matches_independent_numpy_reference():
     assert _neq(got, np.asarray(ref, np.float32)) == 0
 
 
+def test_tied_pairs_keep_the_lower_index_as_the_contract_says():
+  """Values from a small set make equal pair maxima common; the kept pairs (and so
+  both paths) must still be the contract's."""
+  rng = np.random.default_rng(12)
+  vals = np.array([0.0, 1.0, -1.0, 2.0, -2.0, 3.0, -0.5], np.float32)
+  x = jnp.asarray(rng.choice(vals, size=(16, 256)), jnp.bfloat16)
+  want, _ = sharq_prep_numpy(x)
+  out = sharq_prep(x, config=PrepConfig(16, 128, 4), interpret=True)
+  for got, ref in zip(out.paths, want):
+    assert _neq(got, ref) == 0
+
+
 def test_prep_matches_core_decomposition_on_finite_data():
   x = _heavy(16, 512, jnp.bfloat16, seed=11)
   out = sharq_prep(x, interpret=True)
