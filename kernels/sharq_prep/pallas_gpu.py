@@ -39,15 +39,14 @@ def _abs_bits(v: jax.Array) -> jax.Array:
   return jax.lax.bitcast_convert_type(v, jnp.int32) & np.int32(0x7FFFFFFF)
 
 
-def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
-  """bool (bm, bk): the top-2 pairs of each 8 (ties to the lower index) by score.
+def _keep_mask(pair: jax.Array, bm: int, bk: int) -> jax.Array:
+  """bool (bm, bk): the top-2 pairs of each 8 (ties to the lower index) by pair score.
 
-  score is _abs_bits(X'): NaN ranks above Inf here, where the contract ties them (its
-  score maps NaN to Inf). That changes no output: a group holding any non-finite value
-  keeps one, so its backbone block, and with it the whole 32-column block of both
-  paths, is NaN either way.
+  pair: (bm, bk / 2) maxima of _abs_bits(X') over each pair. NaN ranks above Inf here,
+  where the contract ties them (its score maps NaN to Inf). That changes no output: a
+  group holding any non-finite value keeps one, so its backbone block, and with it the
+  whole 32-column block of both paths, is NaN either way.
   """
-  pair = jnp.max(score.reshape(bm, bk // 2, 2), axis=-1)
   p0, p1, p2, p3 = (v[..., 0] for v in jax.lax.split(pair.reshape(bm, bk // 8, 4),
                                                       (1, 1, 1, 1), axis=2))
   # Pair i is kept when it beats at least two of the other three (a tie goes to the
@@ -65,14 +64,17 @@ def _keep_mask(score: jax.Array, bm: int, bk: int) -> jax.Array:
   return jnp.broadcast_to(keep[..., None], (bm, bk // 2, 2)).reshape(bm, bk)
 
 
-def _quantize_blocks(v: jax.Array, *, gpu: bool) -> jax.Array:
+def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = None
+                     ) -> jax.Array:
   """DQ(Q(v)) for v (..., nb, B) with NVFP4 scale 1; NaN blocks where v is non-finite.
 
   Same values as the NumPy contract's, with fewer instructions per element: the block
-  amax and the non-finite flag come from one integer max of |v|'s bits, and the
-  quotient v / d_b from div_rn_short (E4M3 scales are short divisors).
+  amax and the non-finite flag come from one integer max of |v|'s bits (or amax_bits,
+  (..., nb), that max computed by the caller), and the quotient v / d_b from
+  div_rn_short (E4M3 scales are short divisors).
   """
-  amax_bits = jnp.max(_abs_bits(v), axis=-1)
+  if amax_bits is None:
+    amax_bits = jnp.max(_abs_bits(v), axis=-1)
   bad = amax_bits >= np.int32(0x7F800000)
   amax = jax.lax.bitcast_convert_type(jnp.where(bad, 0, amax_bits), jnp.float32)
   d = common.nvfp4_block_scale(amax, gpu=gpu)
@@ -141,8 +143,14 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
     xf = (g_ref[...].astype(jnp.float32) * y).astype(x.dtype).astype(jnp.float32)
   xp = common.div_rn_by_scale(xf, s, gpu=gpu)
 
-  sparse = jnp.where(_keep_mask(_abs_bits(xp), bm, bk), xp, 0.0)
-  s_hat = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu).reshape(bm, bk)
+  score = _abs_bits(xp)
+  sparse = jnp.where(_keep_mask(jnp.max(score.reshape(bm, bk // 2, 2), axis=-1), bm, bk),
+                     xp, 0.0)
+  # Each group of 8 keeps its largest pair, so the backbone block's amax (and its
+  # non-finite flag) is the dense block's.
+  backbone_amax = jnp.max(score.reshape(bm, bk // 32, 32), axis=-1)
+  s_hat = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu,
+                           amax_bits=backbone_amax).reshape(bm, bk)
   resid = (xp - s_hat).reshape(bm, bk // 16, 16)
   r_hat = _quantize_blocks(resid, gpu=gpu).reshape(bm, bk)
   if mode is PathMode.EXACT:
