@@ -376,11 +376,15 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       r = n_calls(m)
       xs = [heavy_x(b.next_key(), m, k) for _ in range(r)]
       flops = 2.0 * m * n * k
-      row = dict(section="linear", k=k, n=n, m=m)
+      row = dict(section="linear", k=k, n=n, m=m,
+                 timer="device" if LINEAR_DEVICE_TIMER else "wall")
 
       def run(name, fn, sets, bytes_w, row=row):
         try:
-          t = time_calls(fn, sets)
+          t = harness.device_time_calls(fn, sets)["busy_s"] if LINEAR_DEVICE_TIMER else 0
+          if not t:  # the wall clock, or no device process in the trace (CPU)
+            t = time_calls(fn, sets)
+            row["timer"] = "wall"
         except Exception as ex:  # pylint: disable=broad-except
           b.log(f"[linear] k={k} n={n} m={m} {name}: ERROR {type(ex).__name__}: "
                 f"{str(ex)[:300]}")
@@ -662,6 +666,9 @@ def _smoke_mode():
 
 
 _SMOKE = False
+# --linear_timer device: the linear section reads each call's kernel time from a
+# profiler trace (harness.device_time_calls) instead of the wall clock.
+LINEAR_DEVICE_TIMER = False
 
 
 def main():
@@ -677,7 +684,10 @@ def main():
   ap.add_argument("--sweep_small", action="store_true")
   ap.add_argument("--decoder_batches", default=",".join(map(str, DEC_BATCHES)),
                   help="batch sizes of the decoder-step section")
+  ap.add_argument("--linear_timer", default="wall", choices=("wall", "device"),
+                  help="linear section: wall clock (default) or the kernels' device time")
   args = ap.parse_args()
+  globals()["LINEAR_DEVICE_TIMER"] = args.linear_timer == "device"
   globals()["DEC_BATCHES"] = tuple(int(v) for v in args.decoder_batches.split(","))
   if args.sweep_small:
     globals()["SWEEP_SMALL"] = True
