@@ -1,17 +1,20 @@
 """Numerics shared by the Pallas kernels, written with ops the Triton lowering accepts.
 
 Every function here reproduces a step of docs/NUMERICS.md bit for bit, using only
-elementwise float/integer arithmetic (no table lookups, no fp8/fp4 casts, no division
-except `div_rn`), so that the same code runs in a Pallas-Triton kernel on the GPU and in
+elementwise float/integer arithmetic and a few PTX sequences (no table lookups, no
+fp8/fp4 casts), so that the same code runs in a Pallas-Triton kernel on the GPU and in
 interpret mode on the CPU. tests/kernels/test_common.py checks each one against the
-core library (sharq_jax.formats) on exhaustive or dense grids of inputs.
+core library (sharq_jax.formats) or IEEE division on exhaustive or dense grids, and runs
+the PTX sequences in a small interpreter (tests/kernels/ptx_warp.py).
 
-Two facts the kernels rely on (both checked in the tests):
+Facts the kernels rely on (checked in the tests, and on the H200 by
+benchmarks/bench_prep.py):
 
 * Pallas-Triton lowers `x / y` (float32) to an approximate division on NVIDIA GPUs, so
-  every division the numerics contract prescribes goes through `div_rn`, which emits
-  PTX `div.rn.f32` (IEEE round-to-nearest-even) on the GPU and the core library's exact
-  integer division (sharq_jax.formats.division) in interpret mode.
+  every division the numerics contract prescribes is correctly rounded some other way:
+  `div_rn` (PTX `div.rn.f32`), or, where the divisor allows it, the shorter sequences
+  `div_rn_short` and `div_rn_by_scale`. In interpret mode they all use the core
+  library's exact integer division (sharq_jax.formats.division).
 * Triton's float `max` ignores NaN (it lowers to maxnum), unlike XLA's: kernels never
   feed NaN to a max; non-finite values are flagged separately.
 """
@@ -72,17 +75,72 @@ def _asm_f32(asm: str, *args: jax.Array) -> jax.Array:
   return out
 
 
-# Short divisors: E4M3 block scales (4 significant bits) and 6 (2 bits).
-SHORT_DIVISOR_MAX_BITS = 16
+def _f32_imm(v: float) -> str:
+  """A PTX float32 immediate (0fXXXXXXXX)."""
+  return f"0f{int(np.float32(v).view(np.uint32)):08X}"
+
+
+def div_short_asm(abs_cap: float | None = None) -> str:
+  """PTX of div_rn_short: $0 = RN($1 / $2) from $3 = RN(1 / $2) (or min(|·|, abs_cap))."""
+  tail = ("fma.rn.f32 $0, r, $3, q;" if abs_cap is None else
+          f"fma.rn.f32 q, r, $3, q;\n      abs.f32 q, q;\n"
+          f"      min.f32 $0, q, {_f32_imm(abs_cap)};")
+  return f"""
+      {{
+      .reg .f32 q, r;
+      mul.rn.f32 q, $1, $3;
+      neg.f32 r, q;
+      fma.rn.f32 r, r, $2, $1;
+      {tail}
+      }}"""
+
+
+# $0 = RN(1 / $1) for a short $1: rcp.approx, then one correction step (rcp_rn_short).
+RCP_SHORT_ASM = """
+      {
+      .reg .f32 z, r;
+      rcp.approx.ftz.f32 z, $1;
+      neg.f32 r, z;
+      fma.rn.f32 r, r, $1, 0f3F800000;
+      fma.rn.f32 $0, r, z, z;
+      }"""
+
+# $0 = the reciprocal div.rn.f32's fast path computes for $1 (MUFU.RCP and one Newton
+# step, as ptxas emits them for div.rn), hoisted by div_rn_by_scale.
+RCP_REFINED_ASM = """
+      {
+      .reg .f32 z, e;
+      rcp.approx.ftz.f32 z, $1;
+      neg.f32 e, $1;
+      fma.rn.f32 e, e, z, 0f3F800000;
+      fma.rn.f32 $0, z, e, z;
+      }"""
+
+# $0 = $1 / $2 from $3 = RCP_REFINED_ASM($2): the rest of div.rn.f32's fast path, then
+# $1's sign OR-ed in (the FMAs turn -0 into +0; any other quotient has $1's sign).
+DIV_BY_SCALE_ASM = """
+      {
+      .reg .f32 q, r;
+      .reg .b32 sx, bq;
+      mul.rn.f32 q, $1, $3;
+      neg.f32 r, q;
+      fma.rn.f32 r, r, $2, $1;
+      fma.rn.f32 q, r, $3, q;
+      mov.b32 sx, $1;
+      and.b32 sx, sx, 0x80000000;
+      mov.b32 bq, q;
+      or.b32 bq, bq, sx;
+      mov.b32 $0, bq;
+      }"""
 
 
 def div_rn_short(x: jax.Array, y: jax.Array, y_rcp: jax.Array, *, gpu: bool,
                  abs_cap: float | None = None) -> jax.Array:
   """float32 x / y rounded to nearest even, for a divisor y > 0 whose significand has at
-  most SHORT_DIVISOR_MAX_BITS bits, given y_rcp = RN(1/y); 3 instructions on the GPU
-  against div.rn's ~10 (the block quantizers divide every element by such a y).
+  most 22 bits (E4M3 scales have 4, 6 has 2), given y_rcp = RN(1/y); 3 instructions on
+  the GPU against div.rn's ~10 (the block quantizers divide every element by such a y).
 
-  GPU: q = RN(x·y_rcp); r = x − q·y (one FMA, exact); RN(q + r·y_rcp) (one FMA).
+  GPU (div_short_asm): q = RN(x·y_rcp); r = x − q·y (one FMA, exact); RN(q + r·y_rcp).
   Why exact: with Q = x/y, q + r·y_rcp = Q + (Q − q)(y·y_rcp − 1); |Q − q| ≤ 3·2^(e−24)
   and |y·y_rcp − 1| ≤ 2^-24 (e: Q's exponent) put it within 3·2^(e−48) of Q, while a
   b-bit y keeps Q at least 2^(e−24−b) from every rounding midpoint (x − μ·y is a nonzero
@@ -98,38 +156,22 @@ def div_rn_short(x: jax.Array, y: jax.Array, y_rcp: jax.Array, *, gpu: bool,
     q = division.divide(x, jnp.asarray(y, jnp.float32))
     q = jnp.where(x == 0, np.float32(0.0), q)
     return q if abs_cap is None else jnp.minimum(jnp.abs(q), np.float32(abs_cap))
-  tail = ("fma.rn.f32 $0, r, $3, q;" if abs_cap is None else
-          f"fma.rn.f32 q, r, $3, q;\n      abs.f32 q, q;\n"
-          f"      min.f32 $0, q, 0f{np.float32(abs_cap).view(np.uint32):08X};")
-  return _asm_f32(f"""
-      {{
-      .reg .f32 q, r;
-      mul.rn.f32 q, $1, $3;
-      neg.f32 r, q;
-      fma.rn.f32 r, r, $2, $1;
-      {tail}
-      }}""", x, y, y_rcp)
+  return _asm_f32(div_short_asm(abs_cap), x, y, y_rcp)
 
 
 def rcp_rn_short(y: jax.Array, *, gpu: bool) -> jax.Array:
-  """RN(1/y) for y > 0 with at most SHORT_DIVISOR_MAX_BITS significant bits, y and 1/y
-  normal (E4M3 scales are).
+  """RN(1/y) for y > 0 with at most 20 significant bits, y and 1/y normal (E4M3 scales
+  are).
 
-  GPU: z = rcp.approx(y) (≤ 1 ulp off), then one correction step as in div_rn_short
-  with x = 1 (q = z): within 2^-46 of 1/y relatively, while a short y keeps 1/y at least
-  2^(−24−b) from every midpoint, so the rounding is exact. CPU: the integer division.
+  GPU (RCP_SHORT_ASM): z = rcp.approx(y) (≤ 1 ulp off), then one correction step as in
+  div_rn_short with x = 1 (q = z): within 2^-46 of 1/y relatively, while a short y keeps
+  1/y at least 2^(−24−b) from every midpoint, so the rounding is exact. CPU: the integer
+  division.
   """
   y = jnp.asarray(y, jnp.float32)
   if not gpu:
     return division.divide(jnp.ones_like(y), y)
-  return _asm_f32("""
-      {
-      .reg .f32 z, r;
-      rcp.approx.ftz.f32 z, $1;
-      neg.f32 r, z;
-      fma.rn.f32 r, r, $1, 0f3F800000;
-      fma.rn.f32 $0, r, z, z;
-      }""", y)
+  return _asm_f32(RCP_SHORT_ASM, y)
 
 
 # Tensor scales for which div_rn_by_scale runs the 3-instruction path (else div.rn).
@@ -141,47 +183,38 @@ FAST_SCALE_EXACT_FROM = 2.0**-12
 
 def div_rn_by_scale(x: jax.Array, s: jax.Array, *, gpu: bool) -> jax.Array:
   """x / s for one float32 tensor scale s (shape (1, 1) or (), broadcast over x),
-  rounded to nearest even for finite x with FAST_SCALE_EXACT_FROM ≤ |x / s| ≤ 2^100:
-  every quotient the NVFP4 quantizers can tell apart (each d_b ≥ 2^-9, so anything
-  below 2^-11 becomes 0; a scale from the tensor's own amax keeps |x / s| ≤ 2688).
-  Non-finite x may give NaN where x / s is ±Inf (both make their block NaN).
+  rounded to nearest even for finite x with FAST_SCALE_EXACT_FROM ≤ |x / s| ≤ 2^100 and
+  for x = ±0: every quotient the NVFP4 quantizers can tell apart (each d_b ≥ 2^-9, so
+  anything below 2^-11 becomes 0; a scale from the tensor's own amax keeps
+  |x / s| ≤ 2688). Smaller quotients keep x's sign and stay below 2^-11 (the
+  remainder's rounding error is < 2^-149 / s): they quantize to ±0 all the same, though
+  the mask may then keep another of several such pairs than the contract, which can
+  flip the sign of a zero output (x below ~2^-100 only). Non-finite x may give NaN where
+  x / s is ±Inf (both make their block NaN).
 
   GPU, s in FAST_SCALE_RANGE: the instructions of div.rn.f32's own fast path, with its
-  reciprocal step done once per program instead of once per element: z = rcp.approx(s)
-  refined by one Newton step (MUFU.RCP, 2 FFMA, as ptxas emits for div.rn), then per
-  element q = RN(x·z), r = x − q·s, RN(q + r·z) (3 instead of ~10 instructions, no
-  branch). That path is correctly rounded whenever no operand or intermediate is near
-  the subnormal or overflow range; for |x/s| ≥ 2^-12 and s in range, x ≥ 2^-72 and the
-  remainder cannot underflow. Smaller quotients stay below 2^-11 (the remainder's
-  rounding error is < 2^-149 / s). Out-of-range s (a uniform branch): div.rn.
-  CPU: the exact integer division.
+  reciprocal step done once per program instead of once per element (RCP_REFINED_ASM),
+  then per element q = RN(x·z), r = x − q·s, RN(q + r·z) and x's sign (DIV_BY_SCALE_ASM;
+  4 instead of ~10 instructions, no branch). That path is correctly rounded whenever
+  no operand or intermediate is near the subnormal or overflow range: for
+  |x/s| ≥ 2^-12 and s in range, x ≥ 2^-72 and the remainder cannot underflow. Checked
+  on the H200 against div.rn.f32 (benchmarks/bench_prep.py). Out-of-range s (a uniform
+  branch): div.rn. CPU: the exact integer division.
   """
   if not gpu:
     return div_rn(x, s, gpu=False)
   x = jnp.asarray(x, jnp.float32)
   s = jnp.asarray(s, jnp.float32)
-  s_rcp = _asm_f32("""
-      {
-      .reg .f32 z, e;
-      rcp.approx.ftz.f32 z, $1;
-      neg.f32 e, $1;
-      fma.rn.f32 e, e, z, 0f3F800000;
-      fma.rn.f32 $0, z, e, z;
-      }""", s)
+  s_rcp = _asm_f32(RCP_REFINED_ASM, s)
   lo, hi = FAST_SCALE_RANGE
   in_range = ((s >= np.float32(lo)) & (s <= np.float32(hi))).reshape(())
+  return jax.lax.cond(in_range, lambda: _asm_f32(DIV_BY_SCALE_ASM, x, s, s_rcp),
+                      lambda: div_rn(x, s, gpu=True))
 
-  def fast():
-    return _asm_f32("""
-      {
-      .reg .f32 q, r;
-      mul.rn.f32 q, $1, $3;
-      neg.f32 r, q;
-      fma.rn.f32 r, r, $2, $1;
-      fma.rn.f32 $0, r, $3, q;
-      }""", x, s, s_rcp)
 
-  return jax.lax.cond(in_range, fast, lambda: div_rn(x, s, gpu=True))
+def rcp_refined(s: jax.Array) -> jax.Array:
+  """The reciprocal div_rn_by_scale hoists (GPU only; for the H200 checks)."""
+  return _asm_f32(RCP_REFINED_ASM, jnp.asarray(s, jnp.float32))
 
 
 _RCP_SIX = np.float32(1.0) / np.float32(6.0)  # RN(1/6): NumPy divides correctly
@@ -228,8 +261,8 @@ def e2m1_round_nonneg(a: jax.Array, *, capped: bool = False) -> jax.Array:
 
   The grid step is 0.5 below 2, 1 on [2, 4) and 2 on [4, 6]: adding and subtracting
   1.5·2^(22 + max(e, 0)) (e: a's exponent) rounds to it, ties to the even multiple,
-  which is the even E2M1 code. Integer exponent arithmetic instead of e2m1_round's
-  compares and selects. capped: the caller guarantees a ≤ 6 (skips the min).
+  which is the even E2M1 code: integer exponent arithmetic, no compares and
+  selects. capped: the caller guarantees a ≤ 6 (skips the min).
   """
   a = a.astype(jnp.float32)
   if not capped:
@@ -237,21 +270,6 @@ def e2m1_round_nonneg(a: jax.Array, *, capped: bool = False) -> jax.Array:
   biased_exp = jnp.maximum(_bits(a) >> 23, np.uint32(127))
   magic = _from_bits(biased_exp * np.uint32(1 << 23) + np.uint32((22 << 23) | 0x400000))
   return (a + magic) - magic
-
-
-def e2m1_round(q: jax.Array) -> jax.Array:
-  """Rounds float32 q onto the E2M1 grid (RNE, saturating at ±6), keeping the sign.
-
-  Matches sharq_jax.formats.e2m1_round for every finite input: the grid step is 0.5
-  below 2, 1 on [2, 4) and 2 on [4, 6], and each step's ties-to-even multiple is the
-  even E2M1 code.
-  """
-  q = q.astype(jnp.float32)
-  a = jnp.minimum(jnp.abs(q), E2M1_MAX)
-  magic = jnp.where(a >= 4.0, _MAGIC_TWO, jnp.where(a >= 2.0, _MAGIC_ONE, _MAGIC_HALF))
-  mag = (a + magic) - magic
-  sign = _bits(q) & np.uint32(0x80000000)
-  return _from_bits(_bits(mag) | sign)
 
 
 def e2m1_nibble(v: jax.Array) -> jax.Array:

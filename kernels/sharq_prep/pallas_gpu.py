@@ -15,7 +15,9 @@ Instructions per element are what bound this kernel at prefill (kernels/NOTES.md
 the divisions skip div.rn's per-element reciprocal (common.div_rn_by_scale for X / s,
 common.div_rn_short for the E4M3 block scales), the block amax and non-finite flag are
 one integer max of |v|'s bits, and the E2M1 rounding picks its magic constant from the
-exponent bits. The values stay the contract's, bit for bit.
+exponent bits. The outputs stay the contract's bit for bit, except that a zero's sign
+may differ where X holds values whose X / s falls below 2^-12 and whose remainder
+underflows (|x| below ~2^-100; see common.div_rn_by_scale).
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def _keep_mask(pair: jax.Array, bm: int, bk: int) -> jax.Array:
   k1 = majority(~ge01, ge12, ge13)
   k2 = majority(~ge02, ~ge12, ge23)
   k3 = majority(~ge03, ~ge13, ~ge23)
-  keep = jnp.stack([jnp.stack([k0, k2], -1), jnp.stack([k1, k3], -1)], -1)  # k0..k3
+  # Pallas-Triton joins only two tensors along a new last axis, so k0..k3 are
+  # interleaved in two rounds: [[k0, k1], [k2, k3]].
+  keep = jnp.stack([jnp.stack([k0, k2], -1), jnp.stack([k1, k3], -1)], -1)
   keep = keep.reshape(bm, bk // 2)
   return jnp.broadcast_to(keep[..., None], (bm, bk // 2, 2)).reshape(bm, bk)
 
@@ -95,6 +99,8 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = N
 # Elements per program per step of the in-kernel amax loop: wide steps, few iterations
 # (a serial loop of bk-wide steps made the one-launch prep slower than three launches).
 AMAX_STEP_ELEMENTS = 8192
+# Up to this many steps the amax loop is unrolled (K = 14336 at one row takes 7).
+AMAX_UNROLL_MAX_STEPS = 8
 
 
 def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
@@ -104,12 +110,21 @@ def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
   while step * 2 * bm <= AMAX_STEP_ELEMENTS and k % (step * 2) == 0:
     step *= 2
 
-  def body(i, acc):
-    v = _compat.masked_load(x_ref.at[:, pl.ds(i * step, step)], row_ok, 0)
+  def load(i):
+    return _compat.masked_load(x_ref.at[:, pl.ds(i * step, step)], row_ok, 0)
+
+  def fold(acc, v):
     v = v.astype(jnp.float32)
     return jnp.maximum(acc, jnp.where(jnp.isfinite(v), jnp.abs(v), 0.0))
 
-  acc = jax.lax.fori_loop(0, k // step, body, jnp.zeros((bm, step), jnp.float32))
+  acc = jnp.zeros((bm, step), jnp.float32)
+  if k // step <= AMAX_UNROLL_MAX_STEPS:
+    # Every load issued before the first max: one L2 round trip, not one per step (a
+    # loop waits for each step's load before it issues the next).
+    for v in [load(i) for i in range(k // step)]:
+      acc = fold(acc, v)
+  else:
+    acc = jax.lax.fori_loop(0, k // step, lambda i, a: fold(a, load(i)), acc)
   amax = jnp.max(jnp.max(acc, axis=1, keepdims=True), axis=0, keepdims=True)
   s = common.div_rn(amax, jnp.full_like(amax, common.TENSOR_SCALE_DIVISOR), gpu=gpu)
   return jnp.where(amax > 0, s, 1.0)

@@ -8,6 +8,7 @@ import pytest
 
 from sharq_jax import formats as F
 from sharq_jax.kernels import common as C
+from tests.kernels import ptx_f32
 
 
 def _e4m3_grid():
@@ -26,20 +27,6 @@ def test_e4m3_round_matches_ml_dtypes_on_grid_midpoints_and_random():
   got = np.asarray(jax.jit(C.e4m3_round_nonneg)(r))
   want = r.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
   np.testing.assert_array_equal(got, want)
-
-
-def test_e2m1_round_matches_core_including_ties_and_signed_zero():
-  rng = np.random.default_rng(1)
-  ticks = np.arange(-8, 8, 0.125, dtype=np.float32)
-  q = np.concatenate([ticks, np.nextafter(ticks, 10), np.nextafter(ticks, -10),
-                      rng.uniform(-9, 9, 200_000), [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30]])
-  q = q.astype(np.float32)
-  got = np.asarray(jax.jit(C.e2m1_round)(q))
-  want = np.asarray(F.e2m1_round(jnp.asarray(q)))
-  np.testing.assert_array_equal(got, want)
-  np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
-  np.testing.assert_array_equal(np.asarray(C.e2m1_nibble(jnp.asarray(want))),
-                                np.asarray(F.e2m1_to_nibbles(jnp.asarray(want))))
 
 
 def test_nibble_bit_moves_give_e2m1_times_2_pow_minus_14():
@@ -109,66 +96,71 @@ def test_e2m1_round_nonneg_matches_core_magnitudes():
   np.testing.assert_array_equal(got, want[small])
 
 
-# The GPU sequences of div_rn_short and rcp_rn_short, emulated exactly in NumPy: both
-# FMAs round once, which float64 with a TwoSum error term reproduces (products of two
-# float32 are exact in float64; see _fma32).
-def _fma32(a, b, c):
-  """RN32(a·b + c) for float32 arrays, exactly."""
-  p = a.astype(np.float64) * b.astype(np.float64)  # exact
-  s = p + c.astype(np.float64)
-  bb = s - p
-  err = (p - (s - bb)) + (c.astype(np.float64) - bb)  # exact: a·b + c = s + err
-  r = s.astype(np.float32)
-  up = np.nextafter(r, np.float32(np.inf))
-  down = np.nextafter(r, np.float32(-np.inf))
-  # s64 exactly halfway between two float32 values: err (if any) breaks the tie.
-  mid_up = (up.astype(np.float64) + r) / 2 == s
-  mid_down = (down.astype(np.float64) + r) / 2 == s
-  r = np.where(mid_up & (err > 0), up, r)
-  r = np.where(mid_down & (err < 0), down, r)
-  # Halfway with r even and err pointing at it is already right; r itself from the
-  # float64 value's RNE may have gone the other way at a tie:
-  return r.astype(np.float32)
-
-
-def _short_divide_emulated(x, y, z):
-  q = (x * z).astype(np.float32)
-  r = _fma32(-q, y, x)
-  return _fma32(r, z, q)
-
-
+# The PTX sequences themselves, run by tests/kernels/ptx_f32.py (one rounding per
+# instruction, FMA emulated exactly), against IEEE division (NumPy's float32 division).
 def _e4m3_significand_divisors():
   sig = (1 + np.arange(8) / 8).astype(np.float32)  # every E4M3 significand
   return np.concatenate([sig * np.float32(2.0**e) for e in (-9, -3, 0, 5, 8)])
 
 
-def test_short_divisor_sequence_is_correctly_rounded():
-  """div_rn_short's three GPU instructions give x / y rounded once, for every E4M3
-  significand and x near the quotient's rounding midpoints or random."""
+def _near_midpoint_dividends(rng, y, n):
+  """x with x / y just around midpoints of the float32 grid, and random x."""
+  mu = (rng.integers(2**23, 2**24, n) * 2 + 1).astype(np.float64) * 2.0**-24
+  mu = mu * np.exp2(rng.integers(-20, 12, n))
+  near = (mu * np.float64(y)).astype(np.float32)
+  x = np.concatenate([near, np.nextafter(near, np.float32(0)),
+                      np.nextafter(near, np.float32(np.inf)),
+                      rng.uniform(-3000, 3000, n).astype(np.float32) * y])
+  return np.concatenate([x, -x]).astype(np.float32)
+
+
+def _rcp_off_by(ulps):
+  def rcp(y):
+    r = ptx_f32.rcp_round_to_nearest(y)
+    for _ in range(abs(ulps)):
+      r = np.nextafter(r, np.float32(np.inf if ulps > 0 else 0))
+    return r
+  return rcp
+
+
+def test_short_divisor_ptx_is_correctly_rounded():
+  """div_rn_short's PTX gives x / y rounded once, for every E4M3 significand (and 6)
+  and x near the quotient's rounding midpoints or random; -0 gives +0."""
   rng = np.random.default_rng(6)
-  ys = _e4m3_significand_divisors()
-  for y in list(ys) + [np.float32(6.0)]:
+  for y in list(_e4m3_significand_divisors()) + [np.float32(6.0)]:
+    x = _near_midpoint_dividends(rng, y, 5000)
     z = np.float32(1) / y
-    # Quotients just around midpoints μ of the float32 grid, and random ones.
-    mu = (rng.integers(2**23, 2**24, 20_000) * 2 + 1).astype(np.float64) * 2.0**-24
-    mu = mu * np.exp2(rng.integers(-20, 12, mu.size))
-    near = (mu * np.float64(y)).astype(np.float32)
-    x = np.concatenate([near, np.nextafter(near, np.float32(0)),
-                        np.nextafter(near, np.float32(np.inf)),
-                        rng.uniform(-3000, 3000, 20_000).astype(np.float32) * y])
-    x = x.astype(np.float32)
-    want = x / y  # NumPy's float32 division is IEEE
-    got = _short_divide_emulated(x, np.full_like(x, y), np.full_like(x, z))
-    np.testing.assert_array_equal(got, want, err_msg=f"y={y}")
+    got = ptx_f32.run(C.div_short_asm(), x, y, z)
+    np.testing.assert_array_equal(got, x / y, err_msg=f"y={y}")
+    capped = ptx_f32.run(C.div_short_asm(6.0), x, y, z)
+    np.testing.assert_array_equal(capped, np.minimum(np.abs(x / y), 6), err_msg=f"y={y}")
+  zeros = ptx_f32.run(C.div_short_asm(), np.float32([0.0, -0.0]), np.float32(1.5),
+                      np.float32(1) / np.float32(1.5))
+  assert not np.signbit(zeros).any()
 
 
-def test_short_reciprocal_step_corrects_any_one_ulp_start():
-  """rcp_rn_short: from rcp.approx's ≤ 1-ulp start, one step gives RN(1/y)."""
+def test_short_reciprocal_ptx_corrects_any_one_ulp_start():
+  """rcp_rn_short's PTX: from an rcp.approx up to 1 ulp off, RN(1/y) for every E4M3
+  value."""
   ys = _e4m3_significand_divisors()
-  want = np.float32(1) / ys
-  for start in (want, np.nextafter(want, np.float32(0)), np.nextafter(want, np.float32(9))):
-    r = _fma32(-start, ys, np.ones_like(ys))
-    np.testing.assert_array_equal(_fma32(r, start, start), want)
+  for ulps in (-1, 0, 1):
+    got = ptx_f32.run(C.RCP_SHORT_ASM, ys, rcp_approx=_rcp_off_by(ulps))
+    np.testing.assert_array_equal(got, np.float32(1) / ys)
+
+
+def test_div_by_scale_ptx_is_correctly_rounded_and_keeps_the_sign_of_zero():
+  """div_rn_by_scale's PTX (reciprocal hoisted, then 3 instructions and x's sign) gives
+  x / s rounded once for random 24-bit scales and quotients in [2^-12, 2688], and -0
+  for -0."""
+  rng = np.random.default_rng(8)
+  for s in np.exp2(rng.uniform(-50, 50, 40)).astype(np.float32):
+    for ulps in (-1, 0, 1):
+      z = ptx_f32.run(C.RCP_REFINED_ASM, s, rcp_approx=_rcp_off_by(ulps))
+      q = np.exp2(rng.uniform(-12, np.log2(2688), 4000)) * rng.choice([-1, 1], 4000)
+      x = np.concatenate([(q * np.float64(s)).astype(np.float32), np.float32([0, -0.0])])
+      got = ptx_f32.run(C.DIV_BY_SCALE_ASM, x, s, z)
+      np.testing.assert_array_equal(got, x / s, err_msg=f"s={s} ulps={ulps}")
+      np.testing.assert_array_equal(np.signbit(got), np.signbit(x / s))
 
 
 def test_short_division_interpret_mode_is_true_division_with_plus_zero():
