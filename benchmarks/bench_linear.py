@@ -376,22 +376,21 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       r = n_calls(m)
       xs = [heavy_x(b.next_key(), m, k) for _ in range(r)]
       flops = 2.0 * m * n * k
-      row = dict(section="linear", k=k, n=n, m=m,
-                 timer="device" if LINEAR_DEVICE_TIMER else "wall")
+      row = dict(section="linear", k=k, n=n, m=m)  # and each variant's <name>_timer
 
       def run(name, fn, sets, bytes_w, row=row):
         try:
           t = harness.device_time_calls(fn, sets)["busy_s"] if LINEAR_DEVICE_TIMER else 0
+          row[name + "_timer"] = "device" if t else "wall"
           if not t:  # the wall clock, or no device process in the trace (CPU)
             t = time_calls(fn, sets)
-            row["timer"] = "wall"
         except Exception as ex:  # pylint: disable=broad-except
           b.log(f"[linear] k={k} n={n} m={m} {name}: ERROR {type(ex).__name__}: "
                 f"{str(ex)[:300]}")
           row[name + "_us"] = None
           return None
         row[name + "_us"] = t * 1e6
-        b.log(f"[linear] k={k} n={n} m={m} {name}: {t*1e6:9.1f} us  "
+        b.log(f"[linear] k={k} n={n} m={m} {name} ({row[name + '_timer']}): {t*1e6:9.1f} us  "
               f"{flops/t/1e12:7.1f} TFLOP/s  weights {bytes_w/t/1e12:5.2f} TB/s")
         return t
 

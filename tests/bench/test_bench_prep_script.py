@@ -14,10 +14,12 @@ def test_smoke_run_records_checks_and_times(tmp_path):
   subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_prep.py"),
                   "--smoke", "--sections", "numerics,check,time", "--out", str(tmp_path)],
                  check=True, env=env, cwd=ROOT, timeout=600)
-  rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+  with open(tmp_path / "results.jsonl") as f:
+    rows = [json.loads(line) for line in f]
   assert not [r for r in rows if r["section"] == "numerics"]  # GPU instructions only
   checks = [r for r in rows if r["section"] == "check"]
   # RMSNorm or not x 2 modes x 3 layouts, all equal to the contract
-  assert len(checks) == 12 and all(r["ok"] and r["mismatches"] == 0 for r in checks)
+  assert len(checks) == 12 and all(r["ok"] and r["mismatches"] == 0 and
+                                    r["signed_zero_neq"] == 0 for r in checks)
   whats = {(r["mode"], r["what"]) for r in rows if r["section"] == "time"}
   assert whats == {("exact", w) for w in ("copy", "amax pass", "kernel", "sharq_prep")}
