@@ -116,21 +116,18 @@ RCP_REFINED_ASM = """
       fma.rn.f32 $0, z, e, z;
       }"""
 
-# $0 = $1 / $2 from $3 = RCP_REFINED_ASM($2): the rest of div.rn.f32's fast path, then
-# $1's sign OR-ed in (the FMAs turn -0 into +0; any other quotient has $1's sign).
+# $0 = $1 / $2 from $3 = RCP_REFINED_ASM($2): the rest of div.rn.f32's fast path,
+# with the remainder's sign flipped twice (t = q·s − x, then q − t·z): the same
+# values, but x = ±0 gives ±0 (x − q·s would give +0 for -0). ptxas folds both neg.f32
+# into the FMAs' operand modifiers: 3 instructions.
 DIV_BY_SCALE_ASM = """
       {
-      .reg .f32 q, r;
-      .reg .b32 sx, bq;
+      .reg .f32 q, t, nx;
       mul.rn.f32 q, $1, $3;
-      neg.f32 r, q;
-      fma.rn.f32 r, r, $2, $1;
-      fma.rn.f32 q, r, $3, q;
-      mov.b32 sx, $1;
-      and.b32 sx, sx, 0x80000000;
-      mov.b32 bq, q;
-      or.b32 bq, bq, sx;
-      mov.b32 $0, bq;
+      neg.f32 nx, $1;
+      fma.rn.f32 t, q, $2, nx;
+      neg.f32 t, t;
+      fma.rn.f32 $0, t, $3, q;
       }"""
 
 
@@ -186,16 +183,16 @@ def div_rn_by_scale(x: jax.Array, s: jax.Array, *, gpu: bool) -> jax.Array:
   rounded to nearest even for finite x with FAST_SCALE_EXACT_FROM ≤ |x / s| ≤ 2^100 and
   for x = ±0: every quotient the NVFP4 quantizers can tell apart (each d_b ≥ 2^-9, so
   anything below 2^-11 becomes 0; a scale from the tensor's own amax keeps
-  |x / s| ≤ 2688). Smaller quotients keep x's sign and stay below 2^-11 (the
-  remainder's rounding error is < 2^-149 / s): they quantize to ±0 all the same, though
-  the mask may then keep another of several such pairs than the contract, which can
-  flip the sign of a zero output (x below ~2^-100 only). Non-finite x may give NaN where
+  |x / s| ≤ 2688). Smaller quotients stay below 2^-11 (the remainder's rounding error
+  is < 2^-149 / s) and quantize to ±0 all the same, but a zero output's sign may then
+  differ from the contract's (the mask may keep another of several such pairs, or an
+  underflowing quotient round to +0): x below ~2^-100 only. Non-finite x may give NaN where
   x / s is ±Inf (both make their block NaN).
 
   GPU, s in FAST_SCALE_RANGE: the instructions of div.rn.f32's own fast path, with its
   reciprocal step done once per program instead of once per element (RCP_REFINED_ASM),
-  then per element q = RN(x·z), r = x − q·s, RN(q + r·z) and x's sign (DIV_BY_SCALE_ASM;
-  4 instead of ~10 instructions, no branch). That path is correctly rounded whenever
+  then per element q = RN(x·z), r = x − q·s, RN(q + r·z) (DIV_BY_SCALE_ASM; 3
+  instead of ~10 instructions, no branch; x = ±0 gives ±0). That path is correctly rounded whenever
   no operand or intermediate is near the subnormal or overflow range: for
   |x/s| ≥ 2^-12 and s in range, x ≥ 2^-72 and the remainder cannot underflow. Checked
   on the H200 against div.rn.f32 (benchmarks/bench_prep.py). Out-of-range s (a uniform

@@ -35,12 +35,14 @@ class PrepConfig:
 # Up to this many rows the default tile holds all of them (block_m = M rounded up to a
 # power of two: no masked rows).
 DECODE_MAX_M = 8
-# The amax moves into the kernel where the row block is at most this many elements (one
-# step of the kernel's amax loop). Measured on the H200 (BENCHMARKS.md, session 5, device
-# time, same tile either way): faster in the kernel at M = 1, 2 with K = 4096 (2.7 vs 4.2
-# and 3.8 vs 4.8 µs), slower beyond (K = 14336: 5.2 vs 4.6 µs at M = 1, 19.9 vs 9.1 µs at
-# M = 8): every program reads the whole row block for it.
-IN_KERNEL_AMAX_MAX_ELEMENTS = 8192
+# The amax moves into the kernel where the row block is at most this many elements.
+# Measured on the H200 (BENCHMARKS.md, device time, same tile either way): faster in the
+# kernel at M = 1, 2 with K = 4096 (session 5: 2.7 vs 4.2 and 3.8 vs 4.8 µs); at M = 1,
+# K = 14336 slower while its loop waited for each step's load (5.2 vs 4.6 µs), faster
+# since the loads are issued together (session 10, run 44: 3.7 vs 4.0 µs); slower at
+# M = 2, K = 14336 (6.1 vs 4.7 µs) and M = 8 (19.9 vs 9.1): every program reads the
+# whole row block for it.
+IN_KERNEL_AMAX_MAX_ELEMENTS = 14336
 
 
 def default_config(m: int, k: int) -> PrepConfig:

@@ -147,9 +147,11 @@ def test_leading_dims_flatten_and_errors():
   # Decode tiles hold the M rows (rounded up to a power of two); the amax moves into the
   # kernel only for small row blocks (measured faster there, slower beyond).
   tiles = {(m, k): (default_config(m, k).block_m, default_config(m, k).in_kernel_amax)
-           for m, k in ((1, 4096), (2, 4096), (3, 4096), (1, 14336), (8, 1024), (9, 64))}
+           for m, k in ((1, 4096), (2, 4096), (3, 4096), (1, 14336), (2, 14336), (8, 1024),
+                        (9, 64))}
   assert tiles == {(1, 4096): (1, True), (2, 4096): (2, True), (3, 4096): (4, False),
-                   (1, 14336): (1, False), (8, 1024): (8, True), (9, 64): (16, False)}
+                   (1, 14336): (1, True), (2, 14336): (2, False), (8, 1024): (8, True),
+                   (9, 64): (16, False)}
 
 
 @pytest.mark.parametrize("mode", list(PathMode))
