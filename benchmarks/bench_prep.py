@@ -124,9 +124,10 @@ def _scale_mismatches(x, s):
   big = jnp.isfinite(x) & (((jnp.abs(exact) >= common.FAST_SCALE_EXACT_FROM) & (
       jnp.abs(exact) <= 2.0**100)) | (x == 0))
   small_ok = jnp.isfinite(x) & (jnp.abs(exact) < common.FAST_SCALE_EXACT_FROM)
+  sign = jnp.isfinite(x) & (jnp.signbit(fast) != jnp.signbit(exact))
   return (_bits_neq(fast, exact, big),  # bitwise: signed zeros included
           jnp.sum(small_ok & ~(jnp.abs(fast) < 2 * common.FAST_SCALE_EXACT_FROM)),
-          jnp.sum(big))
+          jnp.sum(big), jnp.sum(sign))
 
 
 @jax.jit
@@ -181,16 +182,17 @@ def sec_numerics(b: harness.Recorder):
   xs[6:4096] = np.where(rng.random(4090) < 0.5, 0.0, -0.0)  # signed zeros
   x = jnp.asarray(xs.reshape(ROWS, COLS))
   scales = np.exp2(rng.uniform(-70, 70, 64)).astype(np.float32)
-  mism = small = checked = 0
+  mism = small = checked = signs = 0
   for s in scales:
-    m1, m2, c = _scale_mismatches(x, jnp.full((1, 1), s, jnp.float32))
+    m1, m2, c, sg = _scale_mismatches(x, jnp.full((1, 1), s, jnp.float32))
     mism, small, checked = mism + int(m1), small + int(m2), checked + int(c)
-  ok = mism == 0 and small == 0
+    signs += int(sg)
+  ok = mism == 0 and small == 0 and signs == 0
   b.log(f"[numerics] div_rn_by_scale, 64 scales x 2^24 x: {mism} bitwise mismatches in "
-        f"{checked} quotients in [2^-12, 2^100] or zero, {small} small ones >= 2^-11 "
-        f"{'OK' if ok else 'FAIL'}")
+        f"{checked} quotients in [2^-12, 2^100] or zero, {small} small ones >= 2^-11, "
+        f"{signs} finite x of any size with the wrong sign {'OK' if ok else 'FAIL'}")
   b.record(section="numerics", what="div_rn_by_scale", cases=checked, mismatches=mism,
-           small_violations=small)
+           small_violations=small, sign_mismatches=signs)
   # Is the hoisted reciprocal RN(1/s) itself? (Information: the fast path does not
   # need it to be, but where it is, Markstein's theorem applies as stated.)
   s_all = jax.lax.bitcast_convert_type(

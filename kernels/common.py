@@ -5,7 +5,7 @@ elementwise float/integer arithmetic and a few PTX sequences (no table lookups, 
 fp8/fp4 casts), so that the same code runs in a Pallas-Triton kernel on the GPU and in
 interpret mode on the CPU. tests/kernels/test_common.py checks each one against the
 core library (sharq_jax.formats) or IEEE division on exhaustive or dense grids, and runs
-the PTX sequences in a small interpreter (tests/kernels/ptx_warp.py).
+the PTX sequences in a small interpreter (tests/kernels/ptx_f32.py).
 
 Facts the kernels rely on (checked in the tests, and on the H200 by
 benchmarks/bench_prep.py):
@@ -183,16 +183,18 @@ def div_rn_by_scale(x: jax.Array, s: jax.Array, *, gpu: bool) -> jax.Array:
   rounded to nearest even for finite x with FAST_SCALE_EXACT_FROM ≤ |x / s| ≤ 2^100 and
   for x = ±0: every quotient the NVFP4 quantizers can tell apart (each d_b ≥ 2^-9, so
   anything below 2^-11 becomes 0; a scale from the tensor's own amax keeps
-  |x / s| ≤ 2688). Smaller quotients stay below 2^-11 (the remainder's rounding error
-  is < 2^-149 / s) and quantize to ±0 all the same, but a zero output's sign may then
-  differ from the contract's (the mask may keep another of several such pairs, or an
-  underflowing quotient round to +0): x below ~2^-100 only. Non-finite x may give NaN where
+  |x / s| ≤ 2688). Smaller quotients keep x's sign and stay below 2^-11 (the
+  remainder's rounding error is < 2^-149 / s), so they quantize to ±0 all the same;
+  but being a few ulps off, they may reorder tiny pair scores, and the mask then keeps
+  another of several such pairs than the contract, which can flip a zero output's
+  sign (x below ~2^-100 only). Non-finite x may give NaN where
   x / s is ±Inf (both make their block NaN).
 
   GPU, s in FAST_SCALE_RANGE: the instructions of div.rn.f32's own fast path, with its
   reciprocal step done once per program instead of once per element (RCP_REFINED_ASM),
-  then per element q = RN(x·z), r = x − q·s, RN(q + r·z) (DIV_BY_SCALE_ASM; 3
-  instead of ~10 instructions, no branch; x = ±0 gives ±0). That path is correctly rounded whenever
+  then per element q = RN(x·z), t = q·s − x (exact), RN(q − t·z) (DIV_BY_SCALE_ASM; 3
+  instead of ~10 instructions, no branch; the same values as div.rn's x − q·s, with
+  x = ±0 giving ±0). That path is correctly rounded whenever
   no operand or intermediate is near the subnormal or overflow range: for
   |x/s| ≥ 2^-12 and s in range, x ≥ 2^-72 and the remainder cannot underflow. Checked
   on the H200 against div.rn.f32 (benchmarks/bench_prep.py). Out-of-range s (a uniform

@@ -3,8 +3,8 @@
 Two passes over X, the fewest the global amax allows:
   1. stats (XLA): optional RMSNorm rstd per row and the tensor scale s = amax / 2688
      (PrepConfig.in_kernel_amax moves this pass into the kernel for decode-sized
-     inputs: each program reads all of X from L2 first — one launch instead of three,
-     but measured slower on the H200, so off by default);
+     inputs: each program reads all of X from L2 first — one launch instead of three;
+     default_config does so where the H200 measured it faster);
   2. this kernel, one program per (block_m, block_k) tile: RMSNorm → X' = X / s →
      4:8-pairs mask → backbone NVFP4 (blocks of 32, scale 1) → R = X' − Ŝ → residual
      NVFP4 (blocks of 16) → float16 paths, written once, in the column order the GEMM
@@ -16,8 +16,8 @@ the divisions skip div.rn's per-element reciprocal (common.div_rn_by_scale for X
 common.div_rn_short for the E4M3 block scales), the block amax and non-finite flag are
 one integer max of |v|'s bits, and the E2M1 rounding picks its magic constant from the
 exponent bits. The outputs stay the contract's bit for bit, except that a zero's sign
-may differ where X holds values whose X / s falls below 2^-12 and whose remainder
-underflows (|x| below ~2^-100; see common.div_rn_by_scale).
+may differ where X holds values whose X / s falls below 2^-12 and is a few ulps off
+(|x| below ~2^-100; see common.div_rn_by_scale).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from jax.experimental import pallas as pl
 from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_prep import reference
-from sharq_jax.kernels.sharq_prep.config import PrepConfig, default_config
+from sharq_jax.kernels.sharq_prep.config import (AMAX_UNROLL_MAX_STEPS, PrepConfig,
+                                                  amax_step, default_config)
 from sharq_jax.kernels.sharq_prep.reference import PathLayout, PathMode, Prepared
 
 
@@ -96,19 +97,13 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = N
   return jnp.where(bad[..., None], np.float32(np.nan), signed * d[..., None])
 
 
-# Elements per program per step of the in-kernel amax loop: wide steps, few iterations
-# (a serial loop of bk-wide steps made the one-launch prep slower than three launches).
-AMAX_STEP_ELEMENTS = 8192
-# Up to this many steps the amax loop is unrolled (K = 14336 at one row takes 7).
-AMAX_UNROLL_MAX_STEPS = 8
-
-
 def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
-  """s = scale_from_amax(finite amax of all of x_ref), (1, 1) float32."""
+  """s = scale_from_amax(finite amax of all of x_ref), (1, 1) float32.
+
+  Wide steps (config.amax_step), all loads issued together where there are few: a
+  serial loop of bk-wide steps made the one-launch prep slower than three launches."""
   bm = row_ok.shape[0]
-  step = bk
-  while step * 2 * bm <= AMAX_STEP_ELEMENTS and k % (step * 2) == 0:
-    step *= 2
+  step = amax_step(bm, k, bk)
 
   def load(i):
     return _compat.masked_load(x_ref.at[:, pl.ds(i * step, step)], row_ok, 0)

@@ -22,10 +22,16 @@ def fma32(a, b, c):
     bb = s - p
     err = (p - (s - bb)) + (c64 - bb)  # a·b + c = s + err exactly
     r = s.astype(np.float32)
+    # r as a float64 grid point; an overflow to ±Inf stands for ±2^128, the next point
+    # of the float32 grid beyond the largest finite value (its rounding midpoint with
+    # FLT_MAX is 2^128 − 2^103).
+    r64 = np.where(np.isinf(r) & np.isfinite(s), np.copysign(2.0**128, s), r)
     up = np.nextafter(r, np.float32(np.inf))
     down = np.nextafter(r, np.float32(-np.inf))
-    r = np.where(((up.astype(np.float64) + r) / 2 == s) & (err > 0), up, r)
-    r = np.where(((down.astype(np.float64) + r) / 2 == s) & (err < 0), down, r)
+    up64 = np.where(np.isinf(up) & ~np.isinf(r), 2.0**128, up)
+    down64 = np.where(np.isinf(down) & ~np.isinf(r), -(2.0**128), down)
+    r = np.where(((up64 + r64) / 2 == s) & (err > 0), up, r)
+    r = np.where(((down64 + r64) / 2 == s) & (err < 0), down, r)
   return r.astype(np.float32)
 
 

@@ -114,6 +114,30 @@ def _near_midpoint_dividends(rng, y, n):
   return np.concatenate([x, -x]).astype(np.float32)
 
 
+def test_fma_emulation_rounds_once():
+  """ptx_f32.fma32 against hand-made cases: products on a float32 midpoint pushed off
+  it by a tiny addend (a float64 sum would land on the midpoint and tie to even), signed
+  zeros, and the overflow midpoint."""
+  f = np.float32
+  one_eps = f(1 + 2.0**-12)  # (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24: a float32 midpoint
+  lo, hi = f(1 + 2.0**-11), np.nextafter(f(1 + 2.0**-11), f(2))
+  for c, want in ((2.0**-100, hi), (-(2.0**-100), lo), (0.0, lo)):  # lo is even
+    assert ptx_f32.fma32(one_eps, one_eps, f(c)) == want, c
+  neg = ptx_f32.fma32(-one_eps, one_eps, f(2.0**-100))  # -(midpoint) + tiny: toward 0
+  assert neg == -lo
+  zeros = ptx_f32.fma32(f([0.0, -0.0, 1.0, -0.0]), f([3.0, 3.0, 2.0, -3.0]),
+                        f([-0.0, -0.0, -2.0, -0.0]))
+  np.testing.assert_array_equal(np.signbit(zeros), [False, True, False, False])
+  assert not zeros.any()
+  # 2^128 − 2^103 = (31·601·2^88)·(1801·2^15): the midpoint between FLT_MAX and 2^128.
+  a, b = f(31 * 601 * 2.0**88), f(1801 * 2.0**15)
+  fmax = np.finfo(np.float32).max
+  assert ptx_f32.fma32(a, b, f(-(2.0**-20))) == fmax
+  assert np.isposinf(ptx_f32.fma32(a, b, f(2.0**-20)))
+  assert np.isposinf(ptx_f32.fma32(a, b, f(0.0)))  # the tie goes to the even 2^128
+  assert ptx_f32.fma32(-a, b, f(2.0**-20)) == -fmax
+
+
 def _rcp_off_by(ulps):
   def rcp(y):
     r = ptx_f32.rcp_round_to_nearest(y)
@@ -149,7 +173,7 @@ def test_short_reciprocal_ptx_corrects_any_one_ulp_start():
 
 
 def test_div_by_scale_ptx_is_correctly_rounded_and_keeps_the_sign_of_zero():
-  """div_rn_by_scale's PTX (reciprocal hoisted, then 3 instructions and x's sign) gives
+  """div_rn_by_scale's PTX (reciprocal hoisted, then 3 instructions) gives
   x / s rounded once for random 24-bit scales and quotients in [2^-12, 2688], and -0
   for -0."""
   rng = np.random.default_rng(8)

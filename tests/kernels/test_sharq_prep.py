@@ -148,10 +148,13 @@ def test_leading_dims_flatten_and_errors():
   # kernel only for small row blocks (measured faster there, slower beyond).
   tiles = {(m, k): (default_config(m, k).block_m, default_config(m, k).in_kernel_amax)
            for m, k in ((1, 4096), (2, 4096), (3, 4096), (1, 14336), (2, 14336), (8, 1024),
-                        (9, 64))}
+                        (9, 64), (1, 8960), (2, 5632))}
   assert tiles == {(1, 4096): (1, True), (2, 4096): (2, True), (3, 4096): (4, False),
                    (1, 14336): (1, True), (2, 14336): (2, False), (8, 1024): (8, True),
-                   (9, 64): (16, False)}
+                   (9, 64): (16, False),
+                   # beyond 8192 elements only one row whose steps are unrolled: K = 8960
+                   # takes 35 steps of 256 columns
+                   (1, 8960): (1, False), (2, 5632): (2, False)}
 
 
 @pytest.mark.parametrize("mode", list(PathMode))
