@@ -298,8 +298,9 @@ def sec_time(b: harness.Recorder, key, ab: bool):
       copy_bw = kernel_bytes / max(rows["copy"] * 1e-6, 1e-12)
       for what, us in rows.items():
         us = max(us, 1e-6)  # the CPU trace (smoke) has no device kernels
-        nbytes = kernel_bytes + (2 * m * k if what in ("sharq_prep",) else 0)
-        nbytes = 2 * m * k if what == "amax pass" else nbytes
+        # sharq_prep also reads X in its amax pass; that pass alone reads X only.
+        nbytes = {"sharq_prep": kernel_bytes + 2 * m * k, "amax pass": 2 * m * k}.get(
+            what, kernel_bytes)
         bw = nbytes / (us * 1e-6)
         b.log(f"[time] m={m} k={k} {mode.value} {what}: {us:.1f} us, {bw / 1e12:.2f} TB/s"
               f" ({bw / copy_bw * 100:.0f}% of the copy's) cfg={cfg}")

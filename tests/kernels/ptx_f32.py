@@ -1,7 +1,7 @@
 """Runs the straight-line float32 PTX sequences of kernels/common.py on NumPy arrays.
 
 It knows only the instructions those strings use (mul.rn, fma.rn, neg, abs, min,
-rcp.approx.ftz on .f32; mov, and, or on .b32), each from the PTX ISA's definition:
+rcp.approx.ftz on .f32), each from the PTX ISA's definition:
 one rounding to nearest even per instruction, FMA included (emulated exactly below).
 rcp.approx is the one approximate instruction; the caller says what it returns.
 """
@@ -50,9 +50,7 @@ def run(asm: str, *inputs, rcp_approx=rcp_round_to_nearest) -> np.ndarray:
     tok = tok.strip()
     if tok in regs:
       return regs[tok]
-    if tok.startswith("0f"):
-      return np.full(shape, int(tok[2:], 16), np.uint32)
-    return np.full(shape, int(tok, 0), np.uint32)
+    return np.full(shape, int(tok[2:], 16), np.uint32)  # a 0fXXXXXXXX immediate
 
   def f(tok):
     return val(tok).view(np.float32)
@@ -77,14 +75,7 @@ def run(asm: str, *inputs, rcp_approx=rcp_round_to_nearest) -> np.ndarray:
         out = np.where(np.isnan(x), y, np.where(np.isnan(y), x, np.minimum(x, y)))
       elif op == "rcp.approx.ftz.f32":
         out = np.asarray(rcp_approx(f(a[1])), np.float32)
-      elif op == "mov.b32":
-        out = val(a[1])
-      elif op == "and.b32":
-        out = val(a[1]) & val(a[2])
-      elif op == "or.b32":
-        out = val(a[1]) | val(a[2])
       else:
         raise NotImplementedError(op)
-    out = np.asarray(out)
-    regs[a[0]] = out if out.dtype == np.uint32 else out.astype(np.float32).view(np.uint32)
+    regs[a[0]] = np.asarray(out).astype(np.float32).view(np.uint32)
   return regs["$0"].view(np.float32)
