@@ -38,6 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 from sharq_jax.kernels.sharq_matmul import (FRAGMENT_GEMV_MAX_M, GEMV_MAX_M,  # noqa: E402
                                             MMA_GEMV_MAX_M,
                                             FragmentGemvConfig, GemvConfig, MmaGemvConfig,
+                                            WeightLayout,
                                             pack_weight_from_float, prep_layout,
                                             sharq_gemm, sharq_gemm_reference)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
@@ -95,6 +96,9 @@ def main():
   ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
   ap.add_argument("--time_mode", default="exact", choices=[v.value for v in PathMode],
                   help="path mode of the timed calls: exact or fast")
+  ap.add_argument("--tiled", action="store_true",
+                  help="also check and time every MMA GEMV tile on the weight in "
+                  "WeightLayout.TILES_64 (names end in _t64)")
   ap.add_argument("--light_checks", action="store_true",
                   help="exact mode at M only; the bad-input check at the first M only")
   args = ap.parse_args()
@@ -123,13 +127,21 @@ def main():
     # other rows of their MMA quads).
     w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
                  .at[n - 3, k - 5].set(jnp.nan))
+    # The same weights stored tile by tile, made here, outside the timed calls.
+    tiled = {False: (w4, w_bad)}
+    if args.tiled:
+      tiled[True] = ([w.to_layout(WeightLayout.TILES_64) for w in w4],
+                     w_bad.to_layout(WeightLayout.TILES_64))
     for mi, m in enumerate(ms):
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
-      checks = ([("mma_gemv", c) for c in cands] + [("fragment_gemv", c) for c in frag[k, n]]
-                + [("gemv", c) for c in gemv_tiles])
-      for impl, cfg in checks:  # every tile against the reference first
+      checks = ([("mma_gemv", c, t) for c in cands for t in tiled]
+                + [("fragment_gemv", c, False) for c in frag[k, n]]
+                + [("gemv", c, False) for c in gemv_tiles])
+      for impl, cfg, t in checks:  # every tile against the reference first
+        wk, wk_bad = tiled[t]
+        impl_name = impl + ("_t64" if t else "")
         for mode in (PathMode(args.time_mode),) if args.light_checks else PathMode:
           for mm in (m,) if args.light_checks else (m, m + 1):
             if mm > MAX_M[impl]:
@@ -137,17 +149,17 @@ def main():
             x = mm_specs.heavy_activations(jax.random.fold_in(key, 55 + mm), mm, k)
             pr = sharq_prep(x, mode=mode, layout=prep_layout(impl, mm, cfg),
                             interpret=interpret)
-            err = harness.rel_err(sharq_gemm(pr, w4[0], impl=impl, config=cfg,
+            err = harness.rel_err(sharq_gemm(pr, wk[0], impl=impl, config=cfg,
                                              interpret=interpret),
                                   sharq_gemm_reference(pr, w4[0]))
             ok &= err < 1e-5
-            rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {impl} {cfg.tag()}: "
+            rec.log(f"[check] k={k} n={n} m={mm} {mode.value} {impl_name} {cfg.tag()}: "
                     f"rel_err {err:.2e}")
         if args.light_checks and mi:
           continue
         pr = sharq_prep(mm_specs.heavy_activations(jax.random.fold_in(key, 77), m, k),
                         layout=prep_layout(impl, m, cfg), interpret=interpret)
-        y = sharq_gemm(pr, w_bad, impl=impl, config=cfg, interpret=interpret)
+        y = sharq_gemm(pr, wk_bad, impl=impl, config=cfg, interpret=interpret)
         ref = sharq_gemm_reference(pr, w_bad)
         nan_rows = sorted(set(jnp.flatnonzero(jnp.isnan(y).any(axis=0)).tolist()))
         same = bool(jnp.array_equal(jnp.isnan(y), jnp.isnan(ref)))
@@ -160,7 +172,7 @@ def main():
         # did in runs 26-30, and the PTX ISA does not promise; mma_gemv_gpu).
         good = same and nan_rows == [1, 6, n - 3] and err < 1e-5
         ok &= good
-        rec.log(f"[check-bad] k={k} n={n} m={m} {impl} {cfg.tag()}: NaN rows {nan_rows}, "
+        rec.log(f"[check-bad] k={k} n={n} m={m} {impl_name} {cfg.tag()}: NaN rows {nan_rows}, "
                 f"NaN pattern equal {same}, finite rel_err {err:.2e} / {err_ours:.2e}: "
                 f"{'OK' if good else 'FAIL'}")
       xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 9000 + j + 100 * m), m, k)
@@ -180,6 +192,14 @@ def main():
       runs += [(f"mma_{c.tag()}", functools.partial(
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
+      if args.tiled:
+        sets_t = [(prs[j], tiled[True][0][j % c4]) for j in range(CALLS)]
+        runs.append(("mma_default_t64", functools.partial(
+            sharq_gemm, impl="mma_gemv", out_dtype=jnp.bfloat16, interpret=interpret),
+            sets_t))
+        runs += [(f"mma_{c.tag()}_t64", functools.partial(
+            sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
+            interpret=interpret), sets_t) for c in cands]
       if m <= FRAGMENT_GEMV_MAX_M:
         prs64 = [sharq_prep(x, mode=args.time_mode, layout=prep_layout("fragment_gemv", m),
                             interpret=interpret) for x in xs]

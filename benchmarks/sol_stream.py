@@ -14,6 +14,8 @@ process.
 Patterns (StreamPattern):
   ROWS_ON_LANES  the MMA GEMV: lanes on 32 rows, warps on 16-K chunks, 32·blocks K a
                  step (the MMA GEMV's 2 blocks; 4 and 8 give longer runs of a row)
+  TILES_64       the same tiles from a WeightLayout.TILES_64 weight: a program's step
+                 reads one contiguous 64-row × 64-K tile (2 KB), K steps one after another
   QUAD_ROW       the fragment GEMV: a quad of lanes on 32 bytes of one row, 64 K a step
   WARP_ROW       a warp's 32 lanes on 256 bytes of one row, 512 K a step
 """
@@ -51,6 +53,7 @@ class StreamPattern(enum.Enum):
   """Which GEMV's tiles the probe streams in (see the module docstring)."""
 
   ROWS_ON_LANES = "rows_on_lanes"
+  TILES_64 = "tiles_64"
   QUAD_ROW = "quad_row"
   WARP_ROW = "warp_row"
 
@@ -68,27 +71,43 @@ class StreamProbe:
   @property
   def rows_per_group(self) -> int:
     """Rows per program and row group (two groups per program)."""
-    per_warp = {StreamPattern.ROWS_ON_LANES: 8, StreamPattern.QUAD_ROW: 8,
-                StreamPattern.WARP_ROW: 1}[self.pattern]
+    per_warp = {StreamPattern.ROWS_ON_LANES: 8, StreamPattern.TILES_64: 8,
+                StreamPattern.QUAD_ROW: 8, StreamPattern.WARP_ROW: 1}[self.pattern]
     return per_warp * self.num_warps
 
   @property
   def step_words(self) -> int:
     """Code words per row and K step."""
-    if self.pattern is StreamPattern.ROWS_ON_LANES:
+    if self.pattern in _LANE_PATTERNS:
       return 4 * self.blocks
     return 64 if self.pattern is StreamPattern.WARP_ROW else 8
 
   def tag(self) -> str:
     """Short name of the probe (its kernel's name carries it)."""
-    blocks = f"b{self.blocks}" if self.pattern is StreamPattern.ROWS_ON_LANES else ""
+    blocks = f"b{self.blocks}" if self.pattern in _LANE_PATTERNS else ""
     return f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}{blocks}"
 
 
-def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
-  """The (N, K/8) words as the probe's ref array."""
+_LANE_PATTERNS = (StreamPattern.ROWS_ON_LANES, StreamPattern.TILES_64)
+
+
+def stored(words: jax.Array, probe: StreamProbe) -> jax.Array:
+  """The (N, K/8) words as the probe reads them from memory: TILES_64 stores each
+  64-row × 64-K tile contiguously (N/64, K/64, 64, 8) (WeightLayout.TILES_64); the
+  other patterns read the rows as they are."""
+  if probe.pattern is not StreamPattern.TILES_64:
+    return words
   n, kw = words.shape
+  return words.reshape(n // 64, 64, kw // 8, 8).transpose(0, 2, 1, 3)
+
+
+def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
+  """The stored words as the probe's ref array."""
   nw = probe.num_warps
+  if probe.pattern is StreamPattern.TILES_64:  # (N/64, K/64, 8, 2, 4, blocks, half, 2 words)
+    tn, tk = words.shape[:2]
+    return words.reshape(tn, tk, 8, 2, 4, 2, 2, 2)
+  n, kw = words.shape
   if probe.pattern is StreamPattern.ROWS_ON_LANES:  # (N/8, 2, 4, K/32, half, 2 words)
     return words.reshape(n // 8, 2, 4, kw // 4, 2, 2)
   return words.reshape(n // nw, nw, kw)
@@ -97,10 +116,12 @@ def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
 def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
   nw, rows = probe.num_warps, probe.rows_per_group
   it0 = pl.program_id(1) * n_iter
-  lanes_on_rows = probe.pattern is StreamPattern.ROWS_ON_LANES
+  lanes_on_rows = probe.pattern in _LANE_PATTERNS
 
   def load(it):
     step = it0 + it
+    if probe.pattern is StreamPattern.TILES_64:  # the block holds this split's steps
+      return tuple(w_ref[it, pl.ds(g * nw, nw), :, :, :, :, :] for g in range(2))
     if lanes_on_rows:  # probe.blocks 32-blocks per step
       b = probe.blocks
       return tuple(w_ref[pl.ds(g * nw, nw), :, :, pl.ds(b * step, b), :, :] for g in range(2))
@@ -126,14 +147,25 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
 
 @functools.partial(jax.jit, static_argnames=("probe", "interpret"))
 def stream_sums(words: jax.Array, probe: StreamProbe, interpret: bool = False) -> jax.Array:
-  """Per row, the sum of its code words over each K split, modulo 2^32: (split, N)."""
-  n, kw = words.shape
+  """Per row, the sum of its code words over each K split, modulo 2^32: (split, N).
+  `words` as stored(words, probe) gives them."""
+  if probe.pattern is StreamPattern.TILES_64:
+    if probe.num_warps != 4 or probe.blocks != 2:
+      raise ValueError(f"{probe.tag()}: TILES_64 reads 64 rows and 64 K a step")
+    n, kw = words.shape[0] * 64, words.shape[1] * 8
+  else:
+    n, kw = words.shape
   steps = kw // probe.step_words
   if n % (2 * probe.rows_per_group) or steps % probe.split_k:
     raise ValueError(f"{probe.tag()} does not tile N={n}, K={8 * kw}")
   ref = _view(words, probe)
   nw, rows = probe.num_warps, probe.rows_per_group
-  if probe.pattern is StreamPattern.ROWS_ON_LANES:
+  if probe.pattern is StreamPattern.TILES_64:
+    n_iter = steps // probe.split_k
+    in_spec = pl.BlockSpec((None, n_iter) + ref.shape[2:], lambda j, s: (j, s) + (0,) * 6)
+    out_shape = (probe.split_k, n // 8, 2, 4)
+    out_spec = pl.BlockSpec((None, 2 * nw, 2, 4), lambda j, s: (s, j, 0, 0))
+  elif probe.pattern is StreamPattern.ROWS_ON_LANES:
     in_spec = pl.BlockSpec((2 * nw,) + ref.shape[1:], lambda j, s: (j,) + (0,) * 5)
     out_shape = (probe.split_k, n // 8, 2, 4)
     out_spec = pl.BlockSpec((None, 2 * nw, 2, 4), lambda j, s: (s, j, 0, 0))
@@ -157,8 +189,9 @@ def reference_sums(words: np.ndarray, split_k: int) -> np.ndarray:
   return (parts % (1 << 32)).astype(np.uint32).T
 
 
-_LANES, _QUAD, _WARP = StreamPattern
-PROBES = [StreamProbe(_LANES, 2, 4), StreamProbe(_LANES, 8, 4), StreamProbe(_QUAD, 2, 4),
+_LANES, _TILES, _QUAD, _WARP = StreamPattern
+PROBES = [StreamProbe(_LANES, 2, 4), StreamProbe(_LANES, 8, 4), StreamProbe(_TILES, 2, 4),
+          StreamProbe(_TILES, 8, 4), StreamProbe(_QUAD, 2, 4),
           StreamProbe(_QUAD, 8, 4), StreamProbe(_QUAD, 8, 8), StreamProbe(_WARP, 1, 4),
           StreamProbe(_WARP, 2, 4)]
 
@@ -178,7 +211,7 @@ def main():
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
   shapes = ["1024x256"] if args.smoke else args.shapes.split(",")
-  probes = ([StreamProbe(p, 2, 2, 2) for p in StreamPattern]
+  probes = ([StreamProbe(p, 2, 2, 4 if p is _TILES else 2) for p in StreamPattern]
             + [StreamProbe(_LANES, 2, 2, 4, blocks=8)] if args.smoke else PROBES)
   if args.probes:
     probes = [StreamProbe(**{k: (StreamPattern(v) if k == "pattern" else int(v))
@@ -195,8 +228,9 @@ def main():
     row = dict(k=k, n=n)
     runs = []
     for probe in probes:
+      mine = [stored(wd, probe) for wd in words]
       try:
-        got = np.asarray(stream_sums(words[0], probe, interpret=interpret))
+        got = np.asarray(stream_sums(mine[0], probe, interpret=interpret))
       except ValueError as e:
         rec.log(f"[skip] k={k} n={n} {probe.tag()}: {e}")
         continue
@@ -205,7 +239,7 @@ def main():
       rec.log(f"[check] k={k} n={n} {probe.tag()}: {'OK' if good else 'FAIL'}")
       runs.append((probe.tag(), functools.partial(stream_sums, probe=probe,
                                                   interpret=interpret),
-                   [(words[j % copies],) for j in range(CALLS)]))
+                   [(mine[j % copies],) for j in range(CALLS)]))
     if not interpret:
       c16 = max(1, math.ceil(ROTATE_BYTES / (2 * n * k)))
       w16 = [w.astype(jnp.bfloat16) for w in ws[:c16]] + [

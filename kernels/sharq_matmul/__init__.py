@@ -17,8 +17,9 @@ from sharq_jax.kernels.sharq_matmul.config import (FRAGMENT_GEMV_MAX_M, GEMV_MAX
 from sharq_jax.kernels.sharq_matmul.fragment_gemv_gpu import fragment_gemv
 from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv
 from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import mma_gemv
-from sharq_jax.kernels.sharq_matmul.packing import (PackedWeight, expand_weight,
-                                                    pack_weight, pack_weight_from_float)
+from sharq_jax.kernels.sharq_matmul.packing import (PackedWeight, WeightLayout,
+                                                    expand_weight, pack_weight,
+                                                    pack_weight_from_float)
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight_pallas,
                                                        packed_gemm)
 
@@ -29,5 +30,5 @@ __all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_g
            "resolve_impl", "sharq_gemm",
            "sharq_gemm_reference", "sharq_matmul", "DenseGemmConfig", "Interleave",
            "Orient", "PackedGemmConfig", "default_dense_config", "default_packed_config",
-           "PackedWeight", "expand_weight", "pack_weight", "pack_weight_from_float",
+           "PackedWeight", "WeightLayout", "expand_weight", "pack_weight", "pack_weight_from_float",
            "dense_gemm", "expand_weight_pallas", "packed_gemm"]

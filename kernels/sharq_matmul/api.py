@@ -20,7 +20,7 @@ from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, FragmentGemv
                                                    default_gemv_config,
                                                    default_mma_gemv_config,
                                                    default_packed_config)
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, WeightLayout, expand_weight
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig, Prepared,
                                           sharq_prep)
 
@@ -141,12 +141,16 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
 
   The GEMVs read paths in a nibble-plane layout (PathLayout.GEMV, or PLANES_64 for
   the fragment GEMV), the other kernels in PathLayout.MMA; paths in another layout are
-  converted by XLA first. Every layout gives the same Y.
+  converted by XLA first. Every layout gives the same Y. The MMA GEMV reads a weight
+  in either WeightLayout; the other kernels read WeightLayout.ROWS, and a tiled weight
+  is converted for them first (one extra pass over it).
   """
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
+  if impl is not GemmImpl.MMA_GEMV:
+    w = w.to_layout(WeightLayout.ROWS)
   out_dtype = jnp.dtype(out_dtype)
   if impl in _GEMVS:
     gemv_kernel = _GEMVS[impl]

@@ -64,7 +64,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import MmaGemvConfig
 from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.packing import TILE, PackedWeight, WeightLayout
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 
 _MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
@@ -153,9 +153,11 @@ def column_sets(m: int, npaths: int):
           for i in range(0, len(cols), 2)]
 
 
-def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bool):
+def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: bool,
+            gpu: bool):
   x_refs = refs[:npaths]  # (1, 1, M, K/32, parity, half, 8) float16
-  # (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1) E4M3
+  # Rows: (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1)
+  # E4M3. Tiled: (steps of this split, 8, 2, 4, 2 blocks, half, 8 or 2); (.., 1, 1).
   w_ref, sc_ref, o_ref = refs[npaths:]
   nw = cfg.num_warps
   shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
@@ -176,8 +178,11 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, gpu: bo
                  for c0, c1 in sets)
 
   def load(it):
-    kb0 = (it0 + it) * _BLOCKS
     rows = [pl.ds(g * nw, nw) for g in range(2)]
+    if tiled:  # this split's steps are the block's leading axis, a step's tile contiguous
+      return (tuple(w_ref[it, r, :, :, :, :, :] for r in rows),
+              tuple(sc_ref[it, r, :, :, :, :, :] for r in rows))
+    kb0 = (it0 + it) * _BLOCKS
     return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
             tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
 
@@ -259,22 +264,37 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
 
   The kernel writes float32 partials per K split; XLA sums them, applies s·s_w·2^7
   and the bias, and casts to out_dtype.
+
+  A weight in WeightLayout.TILES_64 is read tile by tile (a program's K step is one
+  contiguous 64×64 tile); it needs num_warps = 4 (64 rows a program, one tile).
   """
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
   kb, nw = k // 32, config.num_warps
+  tiled = w.layout is WeightLayout.TILES_64
+  if tiled and config.block_n != TILE:
+    raise ValueError(f"mma_gemv: a WeightLayout.TILES_64 weight needs {TILE} rows a "
+                     f"program (num_warps=4), got {config.tag()}")
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
-  codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
-  if config.queue_words:
-    codes = common.bytes_to_words(codes)
-  args += [codes,
-           w.scales.reshape(n // 8, 2, 4, kb, 1, 1)]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
-  in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
-               pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
+  if tiled:  # (N/64, K/64, 8, 2, 4, blocks, half, 8): rows r·8 + a·4 + b of the tile
+    codes = w.codes.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, _HALVES, _HALF)
+    scales = w.scales.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, 1, 1)
+  else:
+    codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
+    scales = w.scales.reshape(n // 8, 2, 4, kb, 1, 1)
+  if config.queue_words:
+    codes = common.bytes_to_words(codes)
+  args += [codes, scales]
+  if tiled:
+    in_specs += [pl.BlockSpec((None, n_iter) + a.shape[2:],
+                              lambda j, s: (j, s) + (0,) * 6) for a in (codes, scales)]
+  else:
+    in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
+                 pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
-                             gpu=not interpret)
+                             tiled=tiled, gpu=not interpret)
   out = pl.pallas_call(
       kernel, grid=(n // config.block_n, config.split_k), in_specs=in_specs,
       out_specs=pl.BlockSpec((None, m, 2 * nw, 2, 4), lambda j, s: (s, 0, j, 0, 0)),

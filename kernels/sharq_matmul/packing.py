@@ -7,11 +7,19 @@
 Invariant: expand_weight(p)[n, k] = e2m1(codes nibble (n, k)) · e4m3(scales[n, k//32])
 = Ŵ'[n, k], the weight without s_w, exactly as sharq_jax's QuantizedWeight.unscaled().
 Kernels view `codes` as (N, K/32, 16): one row of 16 bytes per 32-wide K block.
+
+That is WeightLayout.ROWS. WeightLayout.TILES_64 stores the same bytes tile by tile:
+codes (N/64, K/64, 64, 32) and scales (N/64, K/64, 64, 2), each 64-row × 64-K tile
+contiguous (2 KB of codes), so that the MMA GEMV, which reads one such tile per program
+and K step, streams contiguous memory instead of 32 bytes from each of 64 rows
+(kernels/NOTES.md, v11). `to_layout` converts; kernels that need ROWS convert a tiled
+weight first (an extra pass over it: store the layout of the kernel you run most).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +29,14 @@ from sharq_jax import formats
 from sharq_jax.kernels import common
 
 WEIGHT_BLOCK = 32
+TILE = 64  # rows and K of a WeightLayout.TILES_64 tile
+
+
+class WeightLayout(enum.Enum):
+  """How PackedWeight stores its code and scale bytes (see the module docstring)."""
+
+  ROWS = "rows"  # codes (N, K/2), scales (N, K/32)
+  TILES_64 = "tiles_64"  # codes (N/64, K/64, 64, 32), scales (N/64, K/64, 64, 2)
 
 
 @jax.tree_util.register_dataclass
@@ -31,13 +47,21 @@ class PackedWeight:
   codes: jax.Array
   scales: jax.Array
   scale: jax.Array
+  layout: WeightLayout = dataclasses.field(default=WeightLayout.ROWS,
+                                           metadata=dict(static=True))
 
   @property
   def n(self) -> int:
+    """Output features N."""
+    if self.layout is WeightLayout.TILES_64:
+      return self.codes.shape[0] * TILE
     return self.codes.shape[0]
 
   @property
   def k(self) -> int:
+    """Input features K."""
+    if self.layout is WeightLayout.TILES_64:
+      return self.codes.shape[1] * TILE
     return self.codes.shape[1] * 2
 
   @property
@@ -47,6 +71,35 @@ class PackedWeight:
   def nbytes(self) -> int:
     """Bytes streamed per use: codes + scales (+ 4 for s_w)."""
     return int(self.codes.size + self.scales.size + 4)
+
+  def to_layout(self, layout: WeightLayout) -> PackedWeight:
+    """The same weight stored in `layout` (self if it already is; else a transpose by
+    XLA, one pass over the bytes)."""
+    layout = WeightLayout(layout)
+    if layout is self.layout:
+      return self
+    n, k = self.shape
+    if layout is WeightLayout.TILES_64:
+      if n % TILE or k % TILE:
+        raise ValueError(f"WeightLayout.TILES_64 needs N and K multiples of {TILE}, got "
+                         f"N={n}, K={k}")
+      return PackedWeight(codes=_tile(self.codes, TILE // 2),
+                          scales=_tile(self.scales, TILE // WEIGHT_BLOCK),
+                          scale=self.scale, layout=layout)
+    return PackedWeight(codes=_untile(self.codes), scales=_untile(self.scales),
+                        scale=self.scale, layout=layout)
+
+
+def _tile(a: jax.Array, width: int) -> jax.Array:
+  """(N, C) rows → (N/64, C/width, 64, width) tiles, `width` columns per 64 K."""
+  n, c = a.shape
+  return a.reshape(n // TILE, TILE, c // width, width).transpose(0, 2, 1, 3)
+
+
+def _untile(a: jax.Array) -> jax.Array:
+  """The inverse of _tile."""
+  tn, tk, rows, width = a.shape
+  return a.transpose(0, 2, 1, 3).reshape(tn * rows, tk * width)
 
 
 def _from_qtensor(q) -> PackedWeight:
@@ -66,35 +119,41 @@ def _from_qtensor(q) -> PackedWeight:
                       scale=jnp.asarray(q.tensor_scale, jnp.float32).reshape(()))
 
 
-def pack_weight(w) -> PackedWeight:
+def pack_weight(w, layout: WeightLayout = WeightLayout.ROWS) -> PackedWeight:
   """Packs a quantized weight for the kernels.
 
   Args:
     w: a sharq_jax QuantizedWeight whose weight is NVFP4 block 32 (the sharq-nvfp4
       family), or a QTensor of that format, or an already PackedWeight.
+    layout: how the bytes are stored (WeightLayout; TILES_64 for the MMA GEMV at decode).
 
   Raises:
-    ValueError: another weight format, a padded K, or not 2-D.
+    ValueError: another weight format, a padded K, or not 2-D; TILES_64 with N or K
+      not a multiple of 64.
   """
   if isinstance(w, PackedWeight):
-    return w
+    return w.to_layout(layout)
   data = getattr(w, "data", None)
   if data is not None and hasattr(w, "method"):
     if not hasattr(data, "fmt"):
       raise ValueError(f"pack_weight: method {w.method.name!r} stores no FP4 QTensor")
-    return _from_qtensor(data)
+    return _from_qtensor(data).to_layout(layout)
   if hasattr(w, "fmt") and hasattr(w, "codes"):
-    return _from_qtensor(w)
+    return _from_qtensor(w).to_layout(layout)
   raise ValueError(f"pack_weight: cannot pack {type(w).__name__}")
 
 
-def pack_weight_from_float(w: jax.Array) -> PackedWeight:
-  """Quantizes a float weight (N, K) with NVFP4 block 32 (per-tensor s_w) and packs it."""
-  return _from_qtensor(formats.quantize(w, formats.NVFP4(WEIGHT_BLOCK), name="weight"))
+def pack_weight_from_float(w: jax.Array,
+                           layout: WeightLayout = WeightLayout.ROWS) -> PackedWeight:
+  """Quantizes a float weight (N, K) with NVFP4 block 32 (per-tensor s_w) and packs it
+  in `layout`."""
+  q = formats.quantize(w, formats.NVFP4(WEIGHT_BLOCK), name="weight")
+  return _from_qtensor(q).to_layout(layout)
 
 
 def expand_weight(p: PackedWeight, dtype=jnp.float16) -> jax.Array:
-  """Ŵ' (N, K) without s_w (exact in float16, bfloat16 and float32)."""
+  """Ŵ' (N, K) without s_w (exact in float16, bfloat16 and float32), from either layout."""
+  p = p.to_layout(WeightLayout.ROWS)
   lo, hi = common.decode_nibbles_f16(p.codes, gpu=False)
   vals = jnp.stack([lo, hi], axis=-1).reshape(p.n, p.k).astype(jnp.float32)
   d = common.decode_e4m3_scale_f32(p.scales)  # (N, K/32)
