@@ -42,7 +42,8 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl,  # noqa: 
                                             default_dense_config,
                                             default_packed_config, expand_weight,
                                             expand_weight_pallas,
-                                            pack_weight, prep_layout, resolve_impl,
+                                            WeightLayout, pack_weight, prep_layout,
+                                            resolve_impl,
                                             sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_prep import (PathMode, PrepConfig, default_config,  # noqa: E402
@@ -63,6 +64,17 @@ CEIL_N, CEIL_MM = 1 << 29, 8192  # 1 GiB bf16 copy; 8192^3 bf16 GEMM
 DENSE_M = 4096
 L2_BYTES = 60e6
 ROTATE_BYTES = 240e6  # weights cycled per timing run: 4x the L2
+# --weight_layout: the layout the MMA GEMV's weights are stored in (the other kernels
+# always get WeightLayout.ROWS copies, made outside the timed calls).
+GEMV_WEIGHT_LAYOUT = WeightLayout.ROWS
+
+
+def stored_for(impl, pws):
+  """The packed weights as the run's kernel `impl` reads them (--weight_layout applies
+  to the MMA GEMV; converted here, outside the timed calls)."""
+  if impl is GemmImpl.MMA_GEMV:
+    return [p.to_layout(GEMV_WEIGHT_LAYOUT) for p in pws]
+  return pws
 
 
 class Bench(harness.Recorder):
@@ -404,7 +416,6 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
         run("nvfp4_sdg", lambda x, w: jax.nn.scaled_dot_general(
             x, w, dn, preferred_element_type=jnp.bfloat16, configs=[nvfp4_cfg, nvfp4_cfg]),
             sets16, wbytes16)
-      setsq = [(xs[i], pws[i % copies4]) for i in range(r)]
       auto = resolve_impl(GemmImpl.AUTO, m, n, k)
       if auto in (GemmImpl.GEMV, GemmImpl.MMA_GEMV):  # the library's small-M kernels
         impl, cfg = auto, None
@@ -421,6 +432,9 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
             cfg = None
       row["impl"] = impl.value
       row["cfg"] = str(cfg)
+      pws_run = stored_for(impl, pws[:min(r, copies4)])
+      row["weight_layout"] = pws_run[0].layout.value
+      setsq = [(xs[i], pws_run[i % len(pws_run)]) for i in range(r)]
       pcfg = prep_cfg_for(prep_pick, m, k)
       row["prep_cfg"] = str(pcfg)
       for mode in PathMode:
@@ -429,7 +443,7 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       prs = [sharq_prep(x, config=pcfg, layout=prep_layout(impl, m, cfg)) for x in xs]
       run("gemm_exact", lambda p, w: sharq_gemm(p, w, impl=impl, config=cfg,
                                                  out_dtype=jnp.bfloat16),
-          [(prs[i], pws[i % copies4]) for i in range(r)], pbytes)
+          [(prs[i], pws_run[i % len(pws_run)]) for i in range(r)], pbytes)
       run("prep_exact", lambda x: sharq_prep(x, config=pcfg), [(x,) for x in xs], 0)
       if m == 64:
         alt = GemmImpl.EXPANDED_XLA if impl is GemmImpl.PACKED else GemmImpl.PACKED
@@ -591,7 +605,8 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
     vc = heavy_x(b.next_key(), bsz * ctx, NKV * HD).reshape(bsz, ctx, NKV, HD)
     # The library's own choice (AUTO: a GEMV at batch 1-4) unless a sweep picked tiles
     # of the tensor-core kernel for a batch it runs at.
-    auto_gemv = resolve_impl(GemmImpl.AUTO, bsz) in (GemmImpl.GEMV, GemmImpl.MMA_GEMV)
+    auto_impl = resolve_impl(GemmImpl.AUTO, bsz)
+    auto_gemv = auto_impl in (GemmImpl.GEMV, GemmImpl.MMA_GEMV)
     cfgs = {name: pick_packed(best, bsz, n, k) if best and not auto_gemv else None
             for name, (n, k) in shapes.items()}
     pcfgs = {name: prep_cfg_for(prep_pick, bsz, k) for name, (n, k) in shapes.items()}
@@ -602,12 +617,16 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
         h = layer_bf16(h, p, kc, vc)
       return h
 
+    run_layers = [{name: (stored_for(auto_impl, [v])[0] if name in shapes else v)
+                   for name, v in p4.items()} for p4 in layers4]
+
     def step4(h, mode):
-      for p in layers4:
+      for p in run_layers:
         h = layer_sharq(h, p, kc, vc, mode, cfgs, pcfgs)
       return h
 
-    row = dict(section="decoder", batch=bsz, layers=n_layers, ctx=ctx)
+    row = dict(section="decoder", batch=bsz, layers=n_layers, ctx=ctx,
+               weight_layout=run_layers[0]["wo"].layout.value)
     try:
       # net: the program's fixed launch cost removed (harness.time_calls_net).
       raw16, t16 = harness.time_calls_net(step16, [(h,) for h in hs])
@@ -685,7 +704,10 @@ def main():
                   help="batch sizes of the decoder-step section")
   ap.add_argument("--linear_timer", default="wall", choices=("wall", "device"),
                   help="linear section: wall clock (default) or the kernels' device time")
+  ap.add_argument("--weight_layout", default="rows", choices=[v.value for v in WeightLayout],
+                  help="linear and decoder sections: the layout of the MMA GEMV's weights")
   args = ap.parse_args()
+  globals()["GEMV_WEIGHT_LAYOUT"] = WeightLayout(args.weight_layout)
   globals()["LINEAR_DEVICE_TIMER"] = args.linear_timer == "device"
   globals()["DEC_BATCHES"] = tuple(int(v) for v in args.decoder_batches.split(","))
   if args.sweep_small:

@@ -73,15 +73,23 @@ class _GemvKernel(NamedTuple):
   """A GEMV kernel: it reads a nibble-plane layout and applies s·s_w itself."""
 
   run: Callable
-  default_config: Callable  # (m, n, k) -> config
+  default_config: Callable  # (m, n, k, weight layout) -> config
   layout: PathLayout  # of the activation paths it reads
 
 
-_GEMVS = {GemmImpl.GEMV: _GemvKernel(gemv_gpu.gemv, default_gemv_config, PathLayout.GEMV),
-          GemmImpl.MMA_GEMV: _GemvKernel(mma_gemv_gpu.mma_gemv, default_mma_gemv_config,
-                                         PathLayout.GEMV),
+def _rows_only(default_config):
+  """A default-config rule of a kernel that reads WeightLayout.ROWS only."""
+  return lambda m, n, k, weight_layout: default_config(m, n, k)
+
+
+_GEMVS = {GemmImpl.GEMV: _GemvKernel(gemv_gpu.gemv, _rows_only(default_gemv_config),
+                                     PathLayout.GEMV),
+          GemmImpl.MMA_GEMV: _GemvKernel(
+              mma_gemv_gpu.mma_gemv,
+              default_mma_gemv_config,
+              PathLayout.GEMV),
           GemmImpl.FRAGMENT_GEMV: _GemvKernel(fragment_gemv_gpu.fragment_gemv,
-                                              default_fragment_gemv_config,
+                                              _rows_only(default_fragment_gemv_config),
                                               PathLayout.PLANES_64)}
 
 
@@ -158,7 +166,8 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
       prepared = prepared.in_mma_layout()
     return gemv_kernel.run(
         prepared.paths, w, act_scale=prepared.scale, bias=bias, out_dtype=out_dtype,
-        config=config if config is not None else gemv_kernel.default_config(m, w.n, k),
+        config=(config if config is not None
+                else gemv_kernel.default_config(m, w.n, k, w.layout)),
         planes=prepared.layout is gemv_kernel.layout, interpret=interpret)
   s_sw = prepared.scale * w.scale
   prepared = prepared.in_mma_layout()

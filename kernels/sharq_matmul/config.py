@@ -6,6 +6,8 @@ import dataclasses
 import operator
 import enum
 
+from sharq_jax.kernels.sharq_matmul.packing import WeightLayout
+
 
 class Interleave(enum.Enum):
   """How the decoded even/odd-K weight halves meet the activation."""
@@ -351,7 +353,9 @@ def default_gemv_config(m: int, n: int, k: int) -> GemvConfig:
                     prefetch=k > n, row_groups=min(2, block_n))
 
 
-def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
+def default_mma_gemv_config(m: int, n: int, k: int,
+                            weight_layout: WeightLayout = WeightLayout.ROWS
+                            ) -> MmaGemvConfig:
   """MMA GEMV tile from the H200 probes (BENCHMARKS.md, "Session 7" runs 21-22 and
   "Session 8" runs 26, 27 and 30, device time, 4096x14336 / 14336x4096): 64 rows (4 warps).
 
@@ -363,7 +367,15 @@ def default_mma_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   code words ahead (run 30: M = 3 45.7 / 49.3 us, bytes 50.0 / 56.9; M = 4 equal;
   deeper queues cost registers there: 61-63 against 52-54 us two ahead at M = 4).
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
-  otherwise)."""
+  otherwise).
+
+  A weight in WeightLayout.TILES_64 at M = 1: split 8, code
+  words 4 ahead (run 46: 19.3 / 20.7 us against the row layout's defaults 22.1 / 21.1;
+  its splits 2 and 4 took 20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows
+  (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 / 25.3)."""
+  if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
+    return MmaGemvConfig(split_k=_gemv_split(2, n, k, MmaGemvConfig()), prefetch=4,
+                         queue_words=True)
   split = _gemv_split(m, n, k, MmaGemvConfig())
   if m == 1:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),

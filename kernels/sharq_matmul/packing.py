@@ -119,20 +119,22 @@ def _from_qtensor(q) -> PackedWeight:
                       scale=jnp.asarray(q.tensor_scale, jnp.float32).reshape(()))
 
 
-def pack_weight(w, layout: WeightLayout = WeightLayout.ROWS) -> PackedWeight:
+def pack_weight(w, layout: WeightLayout | None = None) -> PackedWeight:
   """Packs a quantized weight for the kernels.
 
   Args:
     w: a sharq_jax QuantizedWeight whose weight is NVFP4 block 32 (the sharq-nvfp4
       family), or a QTensor of that format, or an already PackedWeight.
-    layout: how the bytes are stored (WeightLayout; TILES_64 for the MMA GEMV at decode).
+    layout: how the bytes are stored (WeightLayout; TILES_64 for the MMA GEMV at
+      decode). None: a PackedWeight keeps its own, anything else is packed in ROWS.
 
   Raises:
     ValueError: another weight format, a padded K, or not 2-D; TILES_64 with N or K
       not a multiple of 64.
   """
   if isinstance(w, PackedWeight):
-    return w.to_layout(layout)
+    return w if layout is None else w.to_layout(layout)
+  layout = WeightLayout.ROWS if layout is None else layout
   data = getattr(w, "data", None)
   if data is not None and hasattr(w, "method"):
     if not hasattr(data, "fmt"):

@@ -68,13 +68,14 @@ def decoder_linears(model: nnx.Module) -> list[tuple[tuple, Linear]]:
 
 def quantize_model(model: nnx.Module, *, method: str | methods.Method,
                    rules: Sequence[Rule] = (),
-                   backend: linear.Backend = linear.Backend.XLA
-                   ) -> ConversionReport:
+                   backend: linear.Backend = linear.Backend.XLA,
+                   weight_layout="rows") -> ConversionReport:
   """Replaces, in place, each linear of the decoder blocks by a ``SharQLinear``.
 
   The first rule whose pattern matches a layer's path picks its method, else
   ``method``; embeddings and lm_head are never touched. Rules that match no
-  layer are reported (and warned about).
+  layer are reported (and warned about). ``backend`` and ``weight_layout`` go to
+  every ``SharQLinear`` (``"tiles_64"``: the kernels' copy tile by tile, for decode).
   """
   used = [False] * len(rules)
   converted, kept = [], []
@@ -89,7 +90,8 @@ def quantize_model(model: nnx.Module, *, method: str | methods.Method,
     if chosen is None:
       kept.append(dotted)
       continue
-    new = SharQLinear.from_linear(layer, chosen, name=dotted, backend=backend)
+    new = SharQLinear.from_linear(layer, chosen, name=dotted, backend=backend,
+                                  weight_layout=weight_layout)
     # One layer at a time: with sharded weights each quantization is an SPMD program
     # with an all-reduce (the global amax); many such programs in flight at once can
     # starve each other of threads on simulated CPU devices and deadlock.

@@ -28,9 +28,9 @@ def _kernels_take(qweight: methods.QuantizedWeight, backend: linear.Backend,
   return dispatch.why_weight_unsupported(qweight) is None
 
 
-def _pack(qweight: methods.QuantizedWeight):
+def _pack(qweight: methods.QuantizedWeight, weight_layout):
   from sharq_jax.kernels.sharq_matmul import pack_weight  # pylint: disable=g-import-not-at-top
-  return pack_weight(qweight)
+  return pack_weight(qweight, weight_layout)
 
 
 class SharQLinear(nnx.Module):
@@ -41,28 +41,35 @@ class SharQLinear(nnx.Module):
   keeps the weight packed in the kernels' layout (``packed``, 0.53 byte/param), made
   once here instead of on every call; ``qweight`` stays for the XLA fallback and for
   sharding. ``interpret`` runs the kernels in Pallas interpret mode (CPU tests).
+
+  ``weight_layout`` (a kernels ``WeightLayout`` or its value) stores that copy in
+  ``"rows"`` (default) or ``"tiles_64"``: tile by tile, which the MMA GEMV streams
+  faster at decode (M <= 4: 19.3-20.7 against 21.1-22.1 us at M = 1 on the H200,
+  kernels/NOTES.md v11), while every larger M pays one conversion pass per call.
   """
 
   def __init__(self, qweight: methods.QuantizedWeight, bias: jax.Array | None,
                *, name: str = "linear",
-               backend: linear.Backend = linear.Backend.XLA, interpret: bool = False):
+               backend: linear.Backend = linear.Backend.XLA, interpret: bool = False,
+               weight_layout="rows"):
     self.qweight = QuantizedParam(qweight)
     self.bias = None if bias is None else nnx.Param(bias)
     self.name = name
     self.backend = linear.Backend(backend)
     self.interpret = interpret
-    self.packed = (PackedParam(_pack(qweight))
+    self.packed = (PackedParam(_pack(qweight, weight_layout))
                    if _kernels_take(qweight, self.backend, interpret) else None)
 
   @classmethod
   def from_linear(cls, layer: Linear, method: str | methods.Method, *,
                   name: str = "linear",
                   backend: linear.Backend = linear.Backend.XLA,
-                  interpret: bool = False) -> SharQLinear:
+                  interpret: bool = False, weight_layout="rows") -> SharQLinear:
     """Quantizes ``layer``'s weight (out, in) once with ``method``."""
     qw = methods.quantize_weight(layer.weight[...], method, name=name)
     bias = None if layer.bias is None else layer.bias[...]
-    return cls(qw, bias, name=name, backend=backend, interpret=interpret)
+    return cls(qw, bias, name=name, backend=backend, interpret=interpret,
+               weight_layout=weight_layout)
 
   @property
   def method(self) -> methods.Method:

@@ -76,3 +76,20 @@ def test_sharq_linear_keeps_no_copy_where_kernels_do_not_run():
                         interpret=True).packed is None  # no kernel for this method
   if linear.jax.default_backend() != "gpu":  # AUTO falls back to XLA off GPU
     assert nn.SharQLinear(_w(), None, backend=linear.Backend.AUTO).packed is None
+
+
+def test_sharq_linear_keeps_a_tiled_copy_when_asked():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from sharq_jax import nn  # pylint: disable=g-import-not-at-top
+  from sharq_jax.kernels.sharq_matmul import WeightLayout  # pylint: disable=g-import-not-at-top
+  qw = _w(n=64)
+  rows = nn.SharQLinear(qw, None, backend=linear.Backend.PALLAS, interpret=True)
+  tiles = nn.SharQLinear(qw, None, backend=linear.Backend.PALLAS, interpret=True,
+                         weight_layout="tiles_64")
+  assert tiles.packed.get_value().layout is WeightLayout.TILES_64
+  assert tiles.weight_nbytes() == rows.weight_nbytes()
+  for m in (1, 6):  # the MMA GEMV reads the tiles; PACKED (M = 6) converts them first
+    x = jnp.asarray(np.random.default_rng(m).standard_t(3, (m, 128)), jnp.bfloat16)
+    np.testing.assert_array_equal(
+        np.asarray(nnx.jit(lambda mod, v: mod(v))(tiles, x), np.float32),
+        np.asarray(nnx.jit(lambda mod, v: mod(v))(rows, x), np.float32))

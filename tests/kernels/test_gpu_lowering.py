@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import pytest
 
 from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemvConfig, MmaGemvConfig,
-                                            PackedGemmConfig, pack_weight_from_float,
-                                            sharq_gemm)
+                                            PackedGemmConfig, WeightLayout,
+                                            pack_weight_from_float, sharq_gemm)
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import expand_weight_pallas
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, PrepConfig, Prepared, sharq_prep
 
@@ -75,6 +75,10 @@ def test_mma_gemv_lowers(m, mode, warps):
   text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
                          _prepared(m, 512, mode), w)
   assert "sharq_mma_gemv" in text
+  if warps == 4:  # the tiled weight: a program's step is one contiguous tile
+    text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
+                           _prepared(m, 512, mode), w.to_layout(WeightLayout.TILES_64))
+    assert "sharq_mma_gemv" in text
 
 
 def test_packed_dense_and_expand_lower(weight):

@@ -8,7 +8,7 @@ import pytest
 
 from sharq_jax import linear, methods
 from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfig,
-                                            MmaGemvConfig, PackedGemmConfig,
+                                            MmaGemvConfig, PackedGemmConfig, WeightLayout,
                                             default_gemv_config, default_mma_gemv_config,
                                             default_packed_config, resolve_impl, expand_weight,
                                             expand_weight_pallas, pack_weight,
@@ -277,6 +277,58 @@ def test_mma_gemv_matches_reference(weight, cfg, m):
   assert data.rel(y2, linear.sharq_dot_reference(x2.astype(jnp.float32), qw, bias=bias)) < 1e-6
 
 
+def test_tiled_layout_stores_each_64x64_tile_contiguously():
+  """WeightLayout.TILES_64 against its definition, element by element: tile (i, j),
+  row r, byte c holds codes[64i + r, 32j + c] (scales: scales[64i + r, 2j + c]); the
+  round trip, expand_weight and N/K checks."""
+  w = data.heavy((128, 192), seed=21, scale=0.05)
+  rows = pack_weight_from_float(w)
+  tiles = pack_weight_from_float(w, WeightLayout.TILES_64)
+  assert (tiles.n, tiles.k, tiles.shape) == (128, 192, (128, 192))
+  assert tiles.codes.shape == (2, 3, 64, 32) and tiles.scales.shape == (2, 3, 64, 2)
+  codes, scales = np.asarray(rows.codes), np.asarray(rows.scales)
+  tc, ts = np.asarray(tiles.codes), np.asarray(tiles.scales)
+  for i, j, r in np.ndindex(2, 3, 64):
+    np.testing.assert_array_equal(tc[i, j, r], codes[64 * i + r, 32 * j:32 * j + 32])
+    np.testing.assert_array_equal(ts[i, j, r], scales[64 * i + r, 2 * j:2 * j + 2])
+  back = tiles.to_layout("rows")
+  np.testing.assert_array_equal(np.asarray(back.codes), codes)
+  np.testing.assert_array_equal(np.asarray(back.scales), scales)
+  np.testing.assert_array_equal(np.asarray(expand_weight(tiles, jnp.float32)),
+                                np.asarray(expand_weight(rows, jnp.float32)))
+  assert pack_weight(tiles) is tiles and rows.to_layout(WeightLayout.ROWS) is rows
+  with pytest.raises(ValueError, match="multiples of 64"):
+    pack_weight_from_float(w[:96], WeightLayout.TILES_64)
+
+
+@pytest.mark.parametrize("cfg,m", [(MmaGemvConfig(split_k=2), 1),
+                                   (MmaGemvConfig(split_k=1, prefetch=3,
+                                                  prefetch_activations=2,
+                                                  queue_words=True), 3)],
+                         ids=lambda v: v.tag() if isinstance(v, MmaGemvConfig) else f"m{v}")
+def test_mma_gemv_reads_tiled_weights(cfg, m):
+  """The MMA GEMV on a TILES_64 weight gives the row layout's outputs bit for bit
+  (same products and order; only the addresses differ), with two K splits of
+  several steps each; other kernels convert a tiled weight first."""
+  w = data.heavy((128, 512), seed=22, scale=0.05)
+  rows = pack_weight_from_float(w)
+  tiles = rows.to_layout(WeightLayout.TILES_64)
+  x = data.heavy((m, 512), seed=23 + m, dtype=jnp.bfloat16)
+  prep = sharq_prep(x, layout=PathLayout.GEMV, interpret=True)
+  y = sharq_gemm(prep, tiles, impl="mma_gemv", config=cfg, interpret=True)
+  np.testing.assert_array_equal(
+      np.asarray(y),
+      np.asarray(sharq_gemm(prep, rows, impl="mma_gemv", config=cfg, interpret=True)))
+  assert data.rel(y, sharq_gemm_reference(prep, tiles)) < 1e-6
+  prep_mma = sharq_prep(x, interpret=True)
+  np.testing.assert_array_equal(
+      np.asarray(sharq_gemm(prep_mma, tiles, impl="packed", interpret=True)),
+      np.asarray(sharq_gemm(prep_mma, rows, impl="packed", interpret=True)))
+  with pytest.raises(ValueError, match="num_warps=4"):
+    sharq_gemm(prep, tiles, impl="mma_gemv", config=MmaGemvConfig(split_k=1, num_warps=8),
+               interpret=True)
+
+
 def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   """With isolate_nan_rows, rows 1 (NaN) and 6 (Inf) have a bad 32-block; their quads'
   other rows (0, 2, 3 and 4, 5, 7) must stay finite and equal the reference. The kernel
@@ -328,6 +380,12 @@ def test_mma_gemv_config_rules(weight):
   assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4, queue_words=True)
   # N below one tile: a default is still made (check() then names the problem).
   assert default_mma_gemv_config(1, 32, 256).split_k == 4
+  # a tiled weight at M = 1: split 8 at both big shapes (run 46), rows' rules at M >= 2
+  for n, k in ((14336, 4096), (4096, 14336)):
+    assert default_mma_gemv_config(1, n, k, WeightLayout.TILES_64) == MmaGemvConfig(
+        split_k=8, prefetch=4, queue_words=True)
+    assert (default_mma_gemv_config(2, n, k, WeightLayout.TILES_64)
+            == default_mma_gemv_config(2, n, k))
   for bad in (dict(prefetch=-1), dict(prefetch=1.5),
               dict(prefetch=0, prefetch_activations=True),
               dict(prefetch_activations=-2), dict(prefetch_activations=0.5)):
