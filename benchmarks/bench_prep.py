@@ -20,8 +20,8 @@ Sections:
             kernel (benchmarks/_ab_before, a copy of the last commit's, not committed).
   sweep     tiles of the prep kernel alone at the prefill shapes.
 Fresh heavy-tailed activations per call (Student-t times log-normal channel scales).
---smoke (CPU): tiny shapes, interpret-mode kernels, no numerics section; the device
-timer reads zeros there (no device process in the trace).
+--smoke (CPU): tiny shapes, interpret-mode kernels, one call per timed program, no
+numerics section; the device timer reads zeros there (no device process in the trace).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def prep(x, **kw):
 
 def n_calls(m: int) -> int:
   """Calls per timed program: enough fresh inputs that none comes from the L2."""
+  if INTERPRET:  # smoke: no L2 to defeat; each call is one more interpreted kernel
+    return 1
   return 24 if m <= 64 else (8 if m <= 1024 else (4 if m <= 4096 else 2))
 
 

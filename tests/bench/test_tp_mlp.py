@@ -39,6 +39,21 @@ def _run(data, tp, linear, layout, comm=True):
   return np.asarray(fn(jax.device_put(x, NamedSharding(mesh, spec)), weights), np.float32)
 
 
+@pytest.fixture(scope="module")
+def run(data):
+  """_run with its answers kept: several tests compare against the same block (each
+  one is seconds of interpret-mode compilation), which then runs once."""
+  answers = {}
+
+  def cached(tp, linear, layout, comm=True):
+    key = (tp, linear, layout, comm)
+    if key not in answers:
+      answers[key] = _run(data, *key)
+    return answers[key]
+
+  return cached
+
+
 def _close(got, want):
   # Row-parallel partial sums are added in another order than one device's; the
   # float32 difference can move a bfloat16 output by one unit in the last place.
@@ -46,29 +61,29 @@ def _close(got, want):
 
 
 @pytest.mark.parametrize("linear", list(Linear))
-def test_tensor_parallel_block_equals_one_device(data, linear):
-  single = _run(data, 1, linear, Layout.TP)
+def test_tensor_parallel_block_equals_one_device(data, run, linear):
+  single = run(1, linear, Layout.TP)
   x, (gate, up, down) = data
   xf = np.asarray(x, np.float32)
   ref = (jax.nn.silu(xf @ np.asarray(gate).T) * (xf @ np.asarray(up).T)) @ np.asarray(down).T
   rel = np.linalg.norm(single - ref) / np.linalg.norm(ref)
   assert rel < (0.25 if linear is Linear.SHARQ else 0.02), rel  # a real MLP, quantized
-  _close(_run(data, 2, linear, Layout.TP), single)
-  _close(_run(data, 2, linear, Layout.SP_BF16), single)
+  _close(run(2, linear, Layout.TP), single)
+  _close(run(2, linear, Layout.SP_BF16), single)
 
 
-def test_packed_gather_equals_bf16_gather_bit_for_bit(data):
+def test_packed_gather_equals_bf16_gather_bit_for_bit(run):
   # all_gather_packed decomposes each token shard with the core library and the
   # gathered paths must equal what the prep kernel makes of the gathered bf16 X.
-  packed = _run(data, 2, Linear.SHARQ, Layout.SP_PACKED)
-  np.testing.assert_array_equal(packed, _run(data, 2, Linear.SHARQ, Layout.SP_BF16))
+  packed = run(2, Linear.SHARQ, Layout.SP_PACKED)
+  np.testing.assert_array_equal(packed, run(2, Linear.SHARQ, Layout.SP_BF16))
 
 
-def test_without_communication_runs_and_differs(data):
+def test_without_communication_runs_and_differs(run):
   # The timing stand-in keeps shapes but skips the reduction: its answer must differ.
-  got = _run(data, 2, Linear.SHARQ, Layout.TP, comm=False)
+  got = run(2, Linear.SHARQ, Layout.TP, comm=False)
   assert got.shape == (M, H)
-  assert not np.allclose(got, _run(data, 2, Linear.SHARQ, Layout.TP), rtol=1e-2)
+  assert not np.allclose(got, run(2, Linear.SHARQ, Layout.TP), rtol=1e-2)
 
 
 def test_collective_bytes():
