@@ -45,7 +45,6 @@ from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import PathMode, sharq_prep  # noqa: E402
 
 CALLS = 24
-_SUFFIX = {WeightLayout.TILES_64: "_t64", WeightLayout.LANE_TILES_64: "_l64"}
 ROTATE_BYTES = 240e6  # 4x the L2
 DN = (((1,), (1,)), ((), ()))
 # Tiles tried per (K, N): the session-8 defaults (M = 1, 2, >= 3; code words) and the
@@ -97,17 +96,13 @@ def main():
   ap.add_argument("--shapes", default="", help="KxN shapes, e.g. 4096x14336 (default: both)")
   ap.add_argument("--time_mode", default="exact", choices=[v.value for v in PathMode],
                   help="path mode of the timed calls: exact or fast")
-  ap.add_argument("--layouts", default="",
-                  help="also check and time every MMA GEMV tile on the weight in these "
-                  "WeightLayouts (e.g. tiles_64,lane_tiles_64; names end in _t64 / _l64)")
-  ap.add_argument("--tiled", action="store_true", help="the same as --layouts tiles_64")
+  ap.add_argument("--tiled", action="store_true",
+                  help="also check and time every MMA GEMV tile on the weight in "
+                  "WeightLayout.TILES_64 (names end in _t64)")
   ap.add_argument("--light_checks", action="store_true",
                   help="exact mode at M only; the bad-input check at the first M only")
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
-  layouts = [WeightLayout(v) for v in args.layouts.split(",") if v]
-  if args.tiled and WeightLayout.TILES_64 not in layouts:
-    layouts.append(WeightLayout.TILES_64)
   interpret = args.smoke
   tiles = _tiles(args.mma_tiles, MmaGemvConfig, SMOKE_TILES if args.smoke else TILES)
   frag = _tiles(args.frag_tiles, FragmentGemvConfig,
@@ -133,20 +128,20 @@ def main():
     w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
                  .at[n - 3, k - 5].set(jnp.nan))
     # The same weights stored tile by tile, made here, outside the timed calls.
-    # name suffix -> (weights, bad weight), the same weights in each layout
-    tiled = {"": (w4, w_bad)}
-    for lay in layouts:
-      tiled[_SUFFIX[lay]] = ([w.to_layout(lay) for w in w4], w_bad.to_layout(lay))
+    tiled = {False: (w4, w_bad)}
+    if args.tiled:
+      tiled[True] = ([w.to_layout(WeightLayout.TILES_64) for w in w4],
+                     w_bad.to_layout(WeightLayout.TILES_64))
     for mi, m in enumerate(ms):
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
       checks = ([("mma_gemv", c, t) for c in cands for t in tiled]
-                + [("fragment_gemv", c, "") for c in frag[k, n]]
-                + [("gemv", c, "") for c in gemv_tiles])
+                + [("fragment_gemv", c, False) for c in frag[k, n]]
+                + [("gemv", c, False) for c in gemv_tiles])
       for impl, cfg, t in checks:  # every tile against the reference first
         wk, wk_bad = tiled[t]
-        impl_name = impl + t
+        impl_name = impl + ("_t64" if t else "")
         for mode in (PathMode(args.time_mode),) if args.light_checks else PathMode:
           for mm in (m,) if args.light_checks else (m, m + 1):
             if mm > MAX_M[impl]:
@@ -197,14 +192,12 @@ def main():
       runs += [(f"mma_{c.tag()}", functools.partial(
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
-      for suffix, (wl, _) in tiled.items():
-        if not suffix:
-          continue
-        sets_t = [(prs[j], wl[j % c4]) for j in range(CALLS)]
-        runs.append((f"mma_default{suffix}", functools.partial(
+      if args.tiled:
+        sets_t = [(prs[j], tiled[True][0][j % c4]) for j in range(CALLS)]
+        runs.append(("mma_default_t64", functools.partial(
             sharq_gemm, impl="mma_gemv", out_dtype=jnp.bfloat16, interpret=interpret),
             sets_t))
-        runs += [(f"mma_{c.tag()}{suffix}", functools.partial(
+        runs += [(f"mma_{c.tag()}_t64", functools.partial(
             sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
             interpret=interpret), sets_t) for c in cands]
       if m <= FRAGMENT_GEMV_MAX_M:

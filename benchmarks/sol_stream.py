@@ -16,8 +16,6 @@ Patterns (StreamPattern):
                  step (the MMA GEMV's 2 blocks; 4 and 8 give longer runs of a row)
   TILES_64       the same tiles from a WeightLayout.TILES_64 weight: a program's step
                  reads one contiguous 64-row × 64-K tile (2 KB), K steps one after another
-  LANE_TILES_64  the same from a WeightLayout.LANE_TILES_64 weight: each tile in lane
-                 order, so that a warp's load is 256 contiguous bytes
   QUAD_ROW       the fragment GEMV: a quad of lanes on 32 bytes of one row, 64 K a step
   WARP_ROW       a warp's 32 lanes on 256 bytes of one row, 512 K a step
 """
@@ -44,7 +42,6 @@ from jax.experimental import pallas as pl  # noqa: E402
 
 from sharq_jax.kernels import _compat, common  # noqa: E402
 from sharq_jax.kernels.sharq_matmul import pack_weight_from_float, sharq_gemm  # noqa: E402
-from sharq_jax.kernels.sharq_matmul import packing  # noqa: E402
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 from sharq_jax.kernels.sharq_prep import PathLayout, sharq_prep  # noqa: E402
 
@@ -57,7 +54,6 @@ class StreamPattern(enum.Enum):
 
   ROWS_ON_LANES = "rows_on_lanes"
   TILES_64 = "tiles_64"
-  LANE_TILES_64 = "lane_tiles_64"
   QUAD_ROW = "quad_row"
   WARP_ROW = "warp_row"
 
@@ -76,8 +72,7 @@ class StreamProbe:
   def rows_per_group(self) -> int:
     """Rows per program and row group (two groups per program)."""
     per_warp = {StreamPattern.ROWS_ON_LANES: 8, StreamPattern.TILES_64: 8,
-                StreamPattern.LANE_TILES_64: 8, StreamPattern.QUAD_ROW: 8,
-                StreamPattern.WARP_ROW: 1}[self.pattern]
+                StreamPattern.QUAD_ROW: 8, StreamPattern.WARP_ROW: 1}[self.pattern]
     return per_warp * self.num_warps
 
   @property
@@ -93,28 +88,22 @@ class StreamProbe:
     return f"{self.pattern.value}_s{self.split_k}p{self.prefetch}w{self.num_warps}{blocks}"
 
 
-_TILED = (StreamPattern.TILES_64, StreamPattern.LANE_TILES_64)
-_LANE_PATTERNS = (StreamPattern.ROWS_ON_LANES,) + _TILED
+_LANE_PATTERNS = (StreamPattern.ROWS_ON_LANES, StreamPattern.TILES_64)
 
 
 def stored(words: jax.Array, probe: StreamProbe) -> jax.Array:
   """The (N, K/8) words as the probe reads them from memory: TILES_64 stores each
-  64-row × 64-K tile contiguously (N/64, K/64, 64, 8) (WeightLayout.TILES_64),
-  LANE_TILES_64 in lane order (N/64, K/64, 512) (WeightLayout.LANE_TILES_64); the other
-  patterns read the rows as they are."""
+  64-row × 64-K tile contiguously (N/64, K/64, 64, 8) (WeightLayout.TILES_64); the
+  other patterns read the rows as they are."""
+  if probe.pattern is not StreamPattern.TILES_64:
+    return words
   n, kw = words.shape
-  if probe.pattern is StreamPattern.TILES_64:
-    return words.reshape(n // 64, 64, kw // 8, 8).transpose(0, 2, 1, 3)
-  if probe.pattern is StreamPattern.LANE_TILES_64:  # the packing's own order, on words
-    return packing.lane_tile(words, (2, 2, 2))
-  return words
+  return words.reshape(n // 64, 64, kw // 8, 8).transpose(0, 2, 1, 3)
 
 
 def _view(words: jax.Array, probe: StreamProbe) -> jax.Array:
   """The stored words as the probe's ref array."""
   nw = probe.num_warps
-  if probe.pattern is StreamPattern.LANE_TILES_64:  # (N/64, K/64, 512), read by offsets
-    return words
   if probe.pattern is StreamPattern.TILES_64:  # (N/64, K/64, 8, 2, 4, blocks, half, 2 words)
     tn, tk = words.shape[:2]
     return words.reshape(tn, tk, 8, 2, 4, 2, 2, 2)
@@ -131,8 +120,6 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
 
   def load(it):
     step = it0 + it
-    if probe.pattern is StreamPattern.LANE_TILES_64:
-      return tuple(w_ref[it, packing.lane_tile_offsets(g, 2, 2)] for g in range(2))
     if probe.pattern is StreamPattern.TILES_64:  # the block holds this split's steps
       return tuple(w_ref[it, pl.ds(g * nw, nw), :, :, :, :, :] for g in range(2))
     if lanes_on_rows:  # probe.blocks 32-blocks per step
@@ -162,9 +149,9 @@ def _kernel(w_ref, o_ref, *, probe: StreamProbe, n_iter: int):
 def stream_sums(words: jax.Array, probe: StreamProbe, interpret: bool = False) -> jax.Array:
   """Per row, the sum of its code words over each K split, modulo 2^32: (split, N).
   `words` as stored(words, probe) gives them."""
-  if probe.pattern in _TILED:
+  if probe.pattern is StreamPattern.TILES_64:
     if probe.num_warps != 4 or probe.blocks != 2:
-      raise ValueError(f"{probe.tag()}: tiles are 64 rows and 64 K a step")
+      raise ValueError(f"{probe.tag()}: TILES_64 reads 64 rows and 64 K a step")
     n, kw = words.shape[0] * 64, words.shape[1] * 8
   else:
     n, kw = words.shape
@@ -173,10 +160,9 @@ def stream_sums(words: jax.Array, probe: StreamProbe, interpret: bool = False) -
     raise ValueError(f"{probe.tag()} does not tile N={n}, K={8 * kw}")
   ref = _view(words, probe)
   nw, rows = probe.num_warps, probe.rows_per_group
-  if probe.pattern in _TILED:
+  if probe.pattern is StreamPattern.TILES_64:
     n_iter = steps // probe.split_k
-    in_spec = pl.BlockSpec((None, n_iter) + ref.shape[2:],
-                           lambda j, s, rank=ref.ndim: (j, s) + (0,) * (rank - 2))
+    in_spec = pl.BlockSpec((None, n_iter) + ref.shape[2:], lambda j, s: (j, s) + (0,) * 6)
     out_shape = (probe.split_k, n // 8, 2, 4)
     out_spec = pl.BlockSpec((None, 2 * nw, 2, 4), lambda j, s: (s, j, 0, 0))
   elif probe.pattern is StreamPattern.ROWS_ON_LANES:
@@ -203,10 +189,9 @@ def reference_sums(words: np.ndarray, split_k: int) -> np.ndarray:
   return (parts % (1 << 32)).astype(np.uint32).T
 
 
-_LANES, _TILES, _LANE_TILES, _QUAD, _WARP = StreamPattern
+_LANES, _TILES, _QUAD, _WARP = StreamPattern
 PROBES = [StreamProbe(_LANES, 2, 4), StreamProbe(_LANES, 8, 4), StreamProbe(_TILES, 2, 4),
-          StreamProbe(_TILES, 8, 4), StreamProbe(_LANE_TILES, 4, 4),
-          StreamProbe(_LANE_TILES, 8, 4), StreamProbe(_QUAD, 2, 4),
+          StreamProbe(_TILES, 8, 4), StreamProbe(_QUAD, 2, 4),
           StreamProbe(_QUAD, 8, 4), StreamProbe(_QUAD, 8, 8), StreamProbe(_WARP, 1, 4),
           StreamProbe(_WARP, 2, 4)]
 
@@ -226,7 +211,7 @@ def main():
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
   shapes = ["1024x256"] if args.smoke else args.shapes.split(",")
-  probes = ([StreamProbe(p, 2, 2, 4 if p in _TILED else 2) for p in StreamPattern]
+  probes = ([StreamProbe(p, 2, 2, 4 if p is _TILES else 2) for p in StreamPattern]
             + [StreamProbe(_LANES, 2, 2, 4, blocks=8)] if args.smoke else PROBES)
   if args.probes:
     probes = [StreamProbe(**{k: (StreamPattern(v) if k == "pattern" else int(v))

@@ -373,7 +373,7 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   words 4 ahead (run 46: 19.3 / 20.7 us against the row layout's defaults 22.1 / 21.1;
   its splits 2 and 4 took 20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows
   (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 / 25.3)."""
-  if m == 1 and WeightLayout(weight_layout) is not WeightLayout.ROWS:
+  if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
     return MmaGemvConfig(split_k=_gemv_split(2, n, k, MmaGemvConfig()), prefetch=4,
                          queue_words=True)
   split = _gemv_split(m, n, k, MmaGemvConfig())

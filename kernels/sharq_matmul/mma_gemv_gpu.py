@@ -64,8 +64,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import MmaGemvConfig
 from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
-from sharq_jax.kernels.sharq_matmul.packing import (TILE, PackedWeight, WeightLayout,
-                                                    lane_tile_offsets)
+from sharq_jax.kernels.sharq_matmul.packing import TILE, PackedWeight, WeightLayout
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 
 _MMA_SYNC = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
@@ -154,12 +153,11 @@ def column_sets(m: int, npaths: int):
           for i in range(0, len(cols), 2)]
 
 
-def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int,
-            layout: WeightLayout, gpu: bool):
+def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: bool,
+            gpu: bool):
   x_refs = refs[:npaths]  # (1, 1, M, K/32, parity, half, 8) float16
   # Rows: (2W, 2, 4, K/32, half, 8) u8 codes or (.., half, 2) uint32 words; (.., 1, 1)
-  # E4M3. TILES_64: (steps of this split, 8, 2, 4, 2 blocks, half, 8 or 2); (.., 1, 1).
-  # LANE_TILES_64: (steps of this split, 2048 bytes or 512 words); (.., 128).
+  # E4M3. Tiled: (steps of this split, 8, 2, 4, 2 blocks, half, 8 or 2); (.., 1, 1).
   w_ref, sc_ref, o_ref = refs[npaths:]
   nw = cfg.num_warps
   shape = (nw, 2, 4, _BLOCKS, _HALVES, _HALF)
@@ -179,17 +177,9 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int,
     return tuple(tuple(x_plane(c, par, kb0) for c in (c0, c1 or c0) for par in (0, 1))
                  for c0, c1 in sets)
 
-  if layout is WeightLayout.LANE_TILES_64:  # per group: where each lane's bytes lie
-    per_lane = 2 if cfg.queue_words else _HALF
-    code_offsets = [lane_tile_offsets(g, per_lane, _HALVES) for g in range(2)]
-    scale_offsets = [lane_tile_offsets(g, 1, 1) for g in range(2)]
-
   def load(it):
     rows = [pl.ds(g * nw, nw) for g in range(2)]
-    if layout is WeightLayout.LANE_TILES_64:  # a warp's load: 256 contiguous bytes
-      return (tuple(w_ref[it, o] for o in code_offsets),
-              tuple(sc_ref[it, o] for o in scale_offsets))
-    if layout is WeightLayout.TILES_64:  # the split's steps lead the block, a tile contiguous
+    if tiled:  # this split's steps are the block's leading axis, a step's tile contiguous
       return (tuple(w_ref[it, r, :, :, :, :, :] for r in rows),
               tuple(sc_ref[it, r, :, :, :, :, :] for r in rows))
     kb0 = (it0 + it) * _BLOCKS
@@ -275,24 +265,20 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   The kernel writes float32 partials per K split; XLA sums them, applies s·s_w·2^7
   and the bias, and casts to out_dtype.
 
-  A tiled weight (WeightLayout.TILES_64 or LANE_TILES_64) is read tile by tile (a
-  program's K step is one contiguous 64×64 tile); it needs num_warps = 4 (64 rows a
-  program, one tile).
+  A weight in WeightLayout.TILES_64 is read tile by tile (a program's K step is one
+  contiguous 64×64 tile); it needs num_warps = 4 (64 rows a program, one tile).
   """
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
   kb, nw = k // 32, config.num_warps
-  layout = w.layout
-  tiled = layout is not WeightLayout.ROWS
+  tiled = w.layout is WeightLayout.TILES_64
   if tiled and config.block_n != TILE:
-    raise ValueError(f"mma_gemv: a {layout} weight needs {TILE} rows a program "
-                     f"(num_warps=4), got {config.tag()}")
+    raise ValueError(f"mma_gemv: a WeightLayout.TILES_64 weight needs {TILE} rows a "
+                     f"program (num_warps=4), got {config.tag()}")
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
-  if layout is WeightLayout.LANE_TILES_64:  # (N/64, K/64, 2048), (N/64, K/64, 128)
-    codes, scales = w.codes, w.scales
-  elif tiled:  # (N/64, K/64, 8, 2, 4, blocks, half, 8): rows r·8 + a·4 + b of the tile
+  if tiled:  # (N/64, K/64, 8, 2, 4, blocks, half, 8): rows r·8 + a·4 + b of the tile
     codes = w.codes.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, _HALVES, _HALF)
     scales = w.scales.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, 1, 1)
   else:
@@ -303,13 +289,12 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   args += [codes, scales]
   if tiled:
     in_specs += [pl.BlockSpec((None, n_iter) + a.shape[2:],
-                              lambda j, s, rank=a.ndim: (j, s) + (0,) * (rank - 2))
-                 for a in (codes, scales)]
+                              lambda j, s: (j, s) + (0,) * 6) for a in (codes, scales)]
   else:
     in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
                  pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
-                             layout=layout, gpu=not interpret)
+                             tiled=tiled, gpu=not interpret)
   out = pl.pallas_call(
       kernel, grid=(n // config.block_n, config.split_k), in_specs=in_specs,
       out_specs=pl.BlockSpec((None, m, 2 * nw, 2, 4), lambda j, s: (s, 0, j, 0, 0)),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 
 import jax
 import jax.numpy as jnp
@@ -38,19 +37,6 @@ class WeightLayout(enum.Enum):
 
   ROWS = "rows"  # codes (N, K/2), scales (N, K/32)
   TILES_64 = "tiles_64"  # codes (N/64, K/64, 64, 32), scales (N/64, K/64, 64, 2)
-  # codes (N/64, K/64, 2048), scales (N/64, K/64, 128): each tile in the order the MMA
-  # GEMV's lanes read it (lane_tile_offsets), a warp's load one contiguous 256 bytes
-  LANE_TILES_64 = "lane_tiles_64"
-
-
-_TILED = (WeightLayout.TILES_64, WeightLayout.LANE_TILES_64)
-# A LANE_TILES_64 tile's rows as (group, d0, d1, d2) = (2, 4, 2, 4): row = (4·group + d0)·8
-# + d1·4 + d2, the MMA GEMV's row order; its lanes are d0 + 4·d1 + 8·d2 (Triton's
-# register layout of the GEMV's tiles, kernels/NOTES.md v12). Its 64 K are 2 blocks × 2
-# halves × 8 code bytes.
-_ROW_DIMS = (2, 4, 2, 4)
-# (tn, g, d0, d1, d2, tk, blk, half, byte) → (tn, tk, g, blk, half, d2, d1, d0, byte)
-_LANE_TILE_ORDER = (0, 5, 1, 6, 7, 4, 3, 2, 8)
 
 
 @jax.tree_util.register_dataclass
@@ -67,14 +53,14 @@ class PackedWeight:
   @property
   def n(self) -> int:
     """Output features N."""
-    if self.layout in _TILED:
+    if self.layout is WeightLayout.TILES_64:
       return self.codes.shape[0] * TILE
     return self.codes.shape[0]
 
   @property
   def k(self) -> int:
     """Input features K."""
-    if self.layout in _TILED:
+    if self.layout is WeightLayout.TILES_64:
       return self.codes.shape[1] * TILE
     return self.codes.shape[1] * 2
 
@@ -92,28 +78,16 @@ class PackedWeight:
     layout = WeightLayout(layout)
     if layout is self.layout:
       return self
-    if layout is WeightLayout.ROWS:
-      return self._rows()
     n, k = self.shape
-    if self.layout is not WeightLayout.ROWS:
-      return self.to_layout(WeightLayout.ROWS).to_layout(layout)
-    if n % TILE or k % TILE:
-      raise ValueError(f"{layout} needs N and K multiples of {TILE}, got N={n}, K={k}")
     if layout is WeightLayout.TILES_64:
+      if n % TILE or k % TILE:
+        raise ValueError(f"WeightLayout.TILES_64 needs N and K multiples of {TILE}, got "
+                         f"N={n}, K={k}")
       return PackedWeight(codes=_tile(self.codes, TILE // 2),
                           scales=_tile(self.scales, TILE // WEIGHT_BLOCK),
                           scale=self.scale, layout=layout)
-    return PackedWeight(codes=lane_tile(self.codes, (2, 2, 8)),
-                        scales=lane_tile(self.scales, (2, 1, 1)), scale=self.scale,
-                        layout=layout)
-
-  def _rows(self) -> PackedWeight:
-    """self in WeightLayout.ROWS (self is tiled)."""
-    if self.layout is WeightLayout.TILES_64:
-      return PackedWeight(codes=_untile(self.codes), scales=_untile(self.scales),
-                          scale=self.scale)
-    return PackedWeight(codes=_lane_untile(self.codes, (2, 2, 8)),
-                        scales=_lane_untile(self.scales, (2, 1, 1)), scale=self.scale)
+    return PackedWeight(codes=_untile(self.codes), scales=_untile(self.scales),
+                        scale=self.scale, layout=layout)
 
 
 def _tile(a: jax.Array, width: int) -> jax.Array:
@@ -126,35 +100,6 @@ def _untile(a: jax.Array) -> jax.Array:
   """The inverse of _tile."""
   tn, tk, rows, width = a.shape
   return a.transpose(0, 2, 1, 3).reshape(tn * rows, tk * width)
-
-
-def lane_tile(a: jax.Array, k_dims: tuple[int, int, int]) -> jax.Array:
-  """(N, C) rows → (N/64, K/64, tile) in the LANE_TILES_64 order: per tile, group,
-  block, half, then the 32 lanes, then the lane's bytes (k_dims: a tile's 64 K as
-  (blocks, halves, bytes) of this array's columns)."""
-  n, c = a.shape
-  per = math.prod(k_dims)
-  t = a.reshape(n // TILE, *_ROW_DIMS, c // per, *k_dims).transpose(_LANE_TILE_ORDER)
-  return t.reshape(n // TILE, c // per, TILE * per)
-
-
-def _lane_untile(a: jax.Array, k_dims: tuple[int, int, int]) -> jax.Array:
-  """The inverse of lane_tile."""
-  tn, tk, _ = a.shape
-  g, d0, d1, d2 = _ROW_DIMS
-  t = a.reshape(tn, tk, g, k_dims[0], k_dims[1], d2, d1, d0, k_dims[2])
-  inverse = tuple(_LANE_TILE_ORDER.index(i) for i in range(len(_LANE_TILE_ORDER)))
-  return t.transpose(inverse).reshape(tn * TILE, tk * math.prod(k_dims))
-
-
-def lane_tile_offsets(group: int, per_lane: int, halves: int) -> jax.Array:
-  """Inside a kernel: where in a LANE_TILES_64 tile the MMA GEMV's tile (4, 2, 4,
-  2 blocks, halves, per_lane) of row group `group` lies (int32 element offsets).
-  Codes: per_lane 8 bytes (or 2 words), halves 2; scales: per_lane 1, halves 1."""
-  shape = (4, 2, 4, 2, halves, per_lane)
-  d0, d1, d2, blk, half, e = (jax.lax.broadcasted_iota(jnp.int32, shape, i) for i in range(6))
-  chunk = (group * 2 + blk) * halves + half
-  return (chunk * 32 + d0 + 4 * d1 + 8 * d2) * per_lane + e
 
 
 def _from_qtensor(q) -> PackedWeight:
