@@ -128,20 +128,21 @@ def main():
     w_bad = pack(ws[0].at[1, 40].set(jnp.nan).at[6, 200].set(jnp.inf)
                  .at[n - 3, k - 5].set(jnp.nan))
     # The same weights stored tile by tile, made here, outside the timed calls.
-    tiled = {False: (w4, w_bad)}
+    stored = {WeightLayout.ROWS: (w4, w_bad)}
     if args.tiled:
-      tiled[True] = ([w.to_layout(WeightLayout.TILES_64) for w in w4],
-                     w_bad.to_layout(WeightLayout.TILES_64))
+      stored[WeightLayout.TILES_64] = ([w.to_layout(WeightLayout.TILES_64) for w in w4],
+                                       w_bad.to_layout(WeightLayout.TILES_64))
     for mi, m in enumerate(ms):
       if rec.left() < 30:
         rec.log("budget exhausted")
         break
-      checks = ([("mma_gemv", c, t) for c in cands for t in tiled]
-                + [("fragment_gemv", c, False) for c in frag[k, n]]
-                + [("gemv", c, False) for c in gemv_tiles])
-      for impl, cfg, t in checks:  # every tile against the reference first
-        wk, wk_bad = tiled[t]
-        impl_name = impl + ("_t64" if t else "")
+      rows = WeightLayout.ROWS
+      checks = ([("mma_gemv", c, lay) for c in cands for lay in stored]
+                + [("fragment_gemv", c, rows) for c in frag[k, n]]
+                + [("gemv", c, rows) for c in gemv_tiles])
+      for impl, cfg, lay in checks:  # every tile against the reference first
+        wk, wk_bad = stored[lay]
+        impl_name = impl + ("" if lay is rows else "_t64")
         for mode in (PathMode(args.time_mode),) if args.light_checks else PathMode:
           for mm in (m,) if args.light_checks else (m, m + 1):
             if mm > MAX_M[impl]:
@@ -193,7 +194,7 @@ def main():
           sharq_gemm, impl="mma_gemv", config=c, out_dtype=jnp.bfloat16,
           interpret=interpret), sets4) for c in cands]
       if args.tiled:
-        sets_t = [(prs[j], tiled[True][0][j % c4]) for j in range(CALLS)]
+        sets_t = [(prs[j], stored[WeightLayout.TILES_64][0][j % c4]) for j in range(CALLS)]
         runs.append(("mma_default_t64", functools.partial(
             sharq_gemm, impl="mma_gemv", out_dtype=jnp.bfloat16, interpret=interpret),
             sets_t))

@@ -20,7 +20,7 @@ from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, FragmentGemv
                                                    default_gemv_config,
                                                    default_mma_gemv_config,
                                                    default_packed_config)
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, WeightLayout, expand_weight
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight, rows_weight
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, PrepConfig, Prepared,
                                           sharq_prep)
 
@@ -158,7 +158,7 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
   if impl is not GemmImpl.MMA_GEMV:
-    w = w.to_layout(WeightLayout.ROWS)
+    w = rows_weight(w)
   out_dtype = jnp.dtype(out_dtype)
   if impl in _GEMVS:
     gemv_kernel = _GEMVS[impl]

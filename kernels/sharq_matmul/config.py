@@ -374,8 +374,8 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   its splits 2 and 4 took 20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows
   (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 / 25.3)."""
   if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
-    return MmaGemvConfig(split_k=_gemv_split(2, n, k, MmaGemvConfig()), prefetch=4,
-                         queue_words=True)
+    return MmaGemvConfig(split_k=_split_fitting_k(_TILED_M1_SPLIT, k, MmaGemvConfig()),
+                         prefetch=4, queue_words=True)
   split = _gemv_split(m, n, k, MmaGemvConfig())
   if m == 1:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),
@@ -393,6 +393,10 @@ def default_mma_gemv_config(m: int, n: int, k: int,
 _MMA_GEMV_M1_PROGRAMS = 448
 
 
+# The MMA GEMV's K split at M = 1 on a WeightLayout.TILES_64 weight (run 46).
+_TILED_M1_SPLIT = 8
+
+
 def _gemv_split(m: int, n: int, k: int, tile) -> int:
   """The K split of the tensor-core GEMVs' defaults for a config `tile`: at M = 1 until
   the grid has _MMA_GEMV_M1_PROGRAMS programs, else 8; halved until K splits into
@@ -404,6 +408,11 @@ def _gemv_split(m: int, n: int, k: int, tile) -> int:
       split *= 2
   else:
     split = 8
+  return _split_fitting_k(split, k, tile)
+
+
+def _split_fitting_k(split: int, k: int, tile) -> int:
+  """split, halved until K splits into whole tile.block_k steps."""
   while split > 1 and k % (split * tile.block_k):
     split //= 2
   return split

@@ -63,7 +63,7 @@ from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import FragmentGemvConfig
 from sharq_jax.kernels.sharq_matmul.gemv_gpu import gemv_operands
 from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import inline_asm_f32, mma_step_lines, ptx_regs
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, rows_weight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 from sharq_jax.kernels.sharq_prep.reference import PathLayout
 
@@ -195,8 +195,10 @@ def fragment_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
     interpret: Pallas interpret mode (CPU tests): float32 products instead of the PTX.
 
   The kernel writes float32 partials per K split; XLA sums them, applies s·s_w·2^7 and
-  the bias, and casts to out_dtype.
+  the bias, and casts to out_dtype. A tiled weight (WeightLayout) is converted to rows
+  first (one extra pass).
   """
+  w = rows_weight(w)
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes, PathLayout.PLANES_64)
   nw, steps = config.num_warps, k // config.block_k
   args = [p.reshape(1, 1, m, steps, 2, _STEP_BYTES) for p in paths]

@@ -29,7 +29,7 @@ from jax.experimental import pallas as pl
 from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import GemvConfig
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, rows_weight
 from sharq_jax.kernels.sharq_matmul.pallas_gpu import WEIGHT_FACTOR, finish_split_k
 from sharq_jax.kernels.sharq_prep.reference import PathLayout, to_layout
 
@@ -123,7 +123,8 @@ def gemv_operands(paths, w: PackedWeight, config, planes: bool,
                   layout: PathLayout = PathLayout.GEMV):
   """Shared GEMV prologue: paths in `layout` (XLA permutes column-order paths unless
   planes), the config checked against (M, N, K); returns (paths, M, K, N, K steps per
-  split)."""
+  split). (gemv and fragment_gemv read WeightLayout.ROWS: they convert a tiled weight
+  first, with rows_weight.)"""
   if not planes:
     paths = [to_layout(p, layout) for p in paths]
   m, k = paths[0].shape
@@ -149,7 +150,9 @@ def gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
 
   With split_k = 1 the factor s·s_w·2^7 and the bias are applied in the kernel (one
   launch); with split_k > 1 the float32 partials are summed, scaled and cast by XLA.
+  A tiled weight (WeightLayout) is converted to rows first (one extra pass).
   """
+  w = rows_weight(w)
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
   kb, cfg = k // 32, config
   bn = cfg.block_n

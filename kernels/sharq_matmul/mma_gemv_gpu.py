@@ -273,7 +273,8 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   tiled = w.layout is WeightLayout.TILES_64
   if tiled and config.block_n != TILE:
     raise ValueError(f"mma_gemv: a WeightLayout.TILES_64 weight needs {TILE} rows a "
-                     f"program (num_warps=4), got {config.tag()}")
+                     f"program (num_warps=4), got {config.tag()}; use num_warps=4 or "
+                     f"w.to_layout(WeightLayout.ROWS)")
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)

@@ -90,6 +90,12 @@ class PackedWeight:
                         scale=self.scale, layout=layout)
 
 
+def rows_weight(w: PackedWeight) -> PackedWeight:
+  """w in WeightLayout.ROWS, for the kernels that read rows only (a transpose by XLA if
+  w is tiled, else w itself)."""
+  return w.to_layout(WeightLayout.ROWS)
+
+
 def _tile(a: jax.Array, width: int) -> jax.Array:
   """(N, C) rows → (N/64, C/width, 64, width) tiles, `width` columns per 64 K."""
   n, c = a.shape

@@ -24,7 +24,7 @@ from sharq_jax.kernels import _compat
 from sharq_jax.kernels import common
 from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, Interleave, Orient,
                                                    PackedGemmConfig)
-from sharq_jax.kernels.sharq_matmul.packing import PackedWeight
+from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, rows_weight
 
 _DOT_NT = (((1,), (1,)), ((), ()))  # contract the last axes: A · Bᵀ
 
@@ -111,7 +111,10 @@ def packed_gemm(paths, w: PackedWeight, factor: jax.Array, *, bias=None,
     out_dtype: output dtype.
     config: tile config (checked against the shape).
     interpret: Pallas interpret mode (CPU tests).
+
+  A tiled weight (WeightLayout) is converted to rows first (one extra pass).
   """
+  w = rows_weight(w)
   m, k = paths[0].shape
   n = w.n
   cfg = config
@@ -216,7 +219,9 @@ def _expand_kernel(w_ref, sc_ref, o_ref, *, bn: int, bk: int, gpu: bool, use_asm
 def expand_weight_pallas(w: PackedWeight, *, block_n: int = 64, block_k: int = 256,
                          num_warps: int = 4, use_asm: bool = True,
                          interpret: bool = False) -> jax.Array:
-  """Ŵ'·2^-7 as float16 (N, K), decoded by bit moves (the prefill weight, once per call)."""
+  """Ŵ'·2^-7 as float16 (N, K), decoded by bit moves (the prefill weight, once per call;
+  a tiled weight is converted to rows first)."""
+  w = rows_weight(w)
   n, k = w.n, w.k
   while k % block_k:
     block_k //= 2

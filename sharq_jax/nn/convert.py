@@ -69,13 +69,14 @@ def decoder_linears(model: nnx.Module) -> list[tuple[tuple, Linear]]:
 def quantize_model(model: nnx.Module, *, method: str | methods.Method,
                    rules: Sequence[Rule] = (),
                    backend: linear.Backend = linear.Backend.XLA,
-                   weight_layout="rows") -> ConversionReport:
+                   weight_layout=None) -> ConversionReport:
   """Replaces, in place, each linear of the decoder blocks by a ``SharQLinear``.
 
   The first rule whose pattern matches a layer's path picks its method, else
   ``method``; embeddings and lm_head are never touched. Rules that match no
   layer are reported (and warned about). ``backend`` and ``weight_layout`` go to
-  every ``SharQLinear`` (``"tiles_64"``: the kernels' copy tile by tile, for decode).
+  every ``SharQLinear`` (a kernels ``WeightLayout``: ``TILES_64`` keeps the kernels'
+  copy tile by tile, for decode; None: rows).
   """
   used = [False] * len(rules)
   converted, kept = [], []

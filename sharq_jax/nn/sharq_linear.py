@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 from flax import nnx
 
 from sharq_jax import linear, methods
 from sharq_jax.nn.linear import Linear
+
+if TYPE_CHECKING:  # the kernels are imported where a layer packs for them
+  from sharq_jax.kernels.sharq_matmul import WeightLayout
 
 
 class QuantizedParam(nnx.Variable):
@@ -28,9 +33,24 @@ def _kernels_take(qweight: methods.QuantizedWeight, backend: linear.Backend,
   return dispatch.why_weight_unsupported(qweight) is None
 
 
-def _pack(qweight: methods.QuantizedWeight, weight_layout):
+def _kernel_layout(weight_layout: WeightLayout | str | None) -> WeightLayout | None:
+  """The WeightLayout asked for (None: the kernels' default, ROWS); an unknown name
+  raises here, when the layer is built, whatever its backend."""
+  if weight_layout is None:
+    return None
+  from sharq_jax.kernels.sharq_matmul import WeightLayout  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  return WeightLayout(weight_layout)
+
+
+def _pack(qweight: methods.QuantizedWeight, weight_layout: WeightLayout | None):
+  """The kernels' copy in weight_layout, or in ROWS where it is None or a tiled layout
+  does not tile the weight (N or K not a multiple of 64)."""
   from sharq_jax.kernels.sharq_matmul import pack_weight  # pylint: disable=g-import-not-at-top
-  return pack_weight(qweight, weight_layout)
+  from sharq_jax.kernels.sharq_matmul.packing import TILE  # pylint: disable=g-import-not-at-top
+  packed = pack_weight(qweight)
+  if weight_layout is None or packed.n % TILE or packed.k % TILE:
+    return packed
+  return packed.to_layout(weight_layout)
 
 
 class SharQLinear(nnx.Module):
@@ -42,29 +62,32 @@ class SharQLinear(nnx.Module):
   once here instead of on every call; ``qweight`` stays for the XLA fallback and for
   sharding. ``interpret`` runs the kernels in Pallas interpret mode (CPU tests).
 
-  ``weight_layout`` (a kernels ``WeightLayout`` or its value) stores that copy in
-  ``"rows"`` (default) or ``"tiles_64"``: tile by tile, which the MMA GEMV streams
-  faster at decode (M <= 4: 19.3-20.7 against 21.1-22.1 us at M = 1 on the H200,
-  kernels/NOTES.md v11), while every larger M pays one conversion pass per call.
+  ``weight_layout`` (a kernels ``WeightLayout`` or its value; None: ROWS) stores that
+  copy tile by tile with ``WeightLayout.TILES_64``, which the MMA GEMV streams faster
+  at M = 1-2 and in fast mode at M = 4 (the H200, kernels/NOTES.md v11; exact mode at
+  M = 4 is about even), while M > 4 pays one conversion pass per call. A weight whose
+  N or K is not a multiple of 64 keeps ROWS.
   """
 
   def __init__(self, qweight: methods.QuantizedWeight, bias: jax.Array | None,
                *, name: str = "linear",
                backend: linear.Backend = linear.Backend.XLA, interpret: bool = False,
-               weight_layout="rows"):
+               weight_layout: WeightLayout | str | None = None):
     self.qweight = QuantizedParam(qweight)
     self.bias = None if bias is None else nnx.Param(bias)
     self.name = name
     self.backend = linear.Backend(backend)
     self.interpret = interpret
-    self.packed = (PackedParam(_pack(qweight, weight_layout))
+    layout = _kernel_layout(weight_layout)
+    self.packed = (PackedParam(_pack(qweight, layout))
                    if _kernels_take(qweight, self.backend, interpret) else None)
 
   @classmethod
   def from_linear(cls, layer: Linear, method: str | methods.Method, *,
                   name: str = "linear",
                   backend: linear.Backend = linear.Backend.XLA,
-                  interpret: bool = False, weight_layout="rows") -> SharQLinear:
+                  interpret: bool = False,
+                  weight_layout: WeightLayout | str | None = None) -> SharQLinear:
     """Quantizes ``layer``'s weight (out, in) once with ``method``."""
     qw = methods.quantize_weight(layer.weight[...], method, name=name)
     bias = None if layer.bias is None else layer.bias[...]

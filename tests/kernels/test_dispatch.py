@@ -85,9 +85,16 @@ def test_sharq_linear_keeps_a_tiled_copy_when_asked():
   qw = _w(n=64)
   rows = nn.SharQLinear(qw, None, backend=linear.Backend.PALLAS, interpret=True)
   tiles = nn.SharQLinear(qw, None, backend=linear.Backend.PALLAS, interpret=True,
-                         weight_layout="tiles_64")
+                         weight_layout=WeightLayout.TILES_64)
+  assert rows.packed.get_value().layout is WeightLayout.ROWS
   assert tiles.packed.get_value().layout is WeightLayout.TILES_64
   assert tiles.weight_nbytes() == rows.weight_nbytes()
+  # N = 48 does not tile by 64: that layer keeps rows instead of failing the model
+  narrow = nn.SharQLinear(_w(n=48), None, backend=linear.Backend.PALLAS, interpret=True,
+                          weight_layout="tiles_64")
+  assert narrow.packed.get_value().layout is WeightLayout.ROWS
+  with pytest.raises(ValueError, match="tiles_46"):  # a typo fails at build, any backend
+    nn.SharQLinear(qw, None, weight_layout="tiles_46")
   for m in (1, 6):  # the MMA GEMV reads the tiles; PACKED (M = 6) converts them first
     x = jnp.asarray(np.random.default_rng(m).standard_t(3, (m, 128)), jnp.bfloat16)
     np.testing.assert_array_equal(

@@ -14,7 +14,7 @@ from sharq_jax.kernels.sharq_matmul import (DenseGemmConfig, GemmImpl, GemvConfi
                                             expand_weight_pallas, pack_weight,
                                             pack_weight_from_float, prep_layout, sharq_gemm,
                                             sharq_gemm_reference, sharq_matmul)
-from sharq_jax.kernels.sharq_matmul import specs
+from sharq_jax.kernels.sharq_matmul import gemv, specs
 from sharq_jax.kernels.sharq_matmul.mma_gemv_gpu import column_sets
 from sharq_jax.kernels.sharq_prep import PathLayout, PathMode, Prepared, sharq_prep
 from tests.kernels import data
@@ -297,6 +297,9 @@ def test_tiled_layout_stores_each_64x64_tile_contiguously():
   np.testing.assert_array_equal(np.asarray(expand_weight(tiles, jnp.float32)),
                                 np.asarray(expand_weight(rows, jnp.float32)))
   assert pack_weight(tiles) is tiles and rows.to_layout(WeightLayout.ROWS) is rows
+  again = pack_weight(rows, WeightLayout.TILES_64)
+  np.testing.assert_array_equal(np.asarray(again.codes), tc)
+  np.testing.assert_array_equal(np.asarray(pack_weight(again, "rows").codes), codes)
   with pytest.raises(ValueError, match="multiples of 64"):
     pack_weight_from_float(w[:96], WeightLayout.TILES_64)
 
@@ -324,6 +327,17 @@ def test_mma_gemv_reads_tiled_weights(cfg, m):
   np.testing.assert_array_equal(
       np.asarray(sharq_gemm(prep_mma, tiles, impl="packed", interpret=True)),
       np.asarray(sharq_gemm(prep_mma, rows, impl="packed", interpret=True)))
+  if m > 1:
+    return
+  # The kernels that read rows, called directly, convert a tiled weight too.
+  gcfg = default_gemv_config(m, 128, 512)
+  np.testing.assert_array_equal(
+      np.asarray(gemv(prep.paths, tiles, act_scale=prep.scale, config=gcfg, planes=True,
+                      interpret=True)),
+      np.asarray(gemv(prep.paths, rows, act_scale=prep.scale, config=gcfg, planes=True,
+                      interpret=True)))
+  np.testing.assert_array_equal(np.asarray(expand_weight_pallas(tiles, interpret=True)),
+                                np.asarray(expand_weight_pallas(rows, interpret=True)))
   with pytest.raises(ValueError, match="num_warps=4"):
     sharq_gemm(prep, tiles, impl="mma_gemv", config=MmaGemvConfig(split_k=1, num_warps=8),
                interpret=True)
@@ -340,11 +354,14 @@ def test_mma_gemv_nan_inf_weight_blocks_poison_only_their_rows():
   w[1, 40], w[6, 200] = np.nan, np.inf
   pw = pack_weight_from_float(jnp.asarray(w))
   x = data.heavy((3, 256), seed=12, dtype=jnp.bfloat16)
-  for cfg in (MmaGemvConfig(split_k=2, isolate_nan_rows=True),
-              MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=True,
-                            isolate_nan_rows=True, queue_words=True)):
+  for cfg, layout in ((MmaGemvConfig(split_k=2, isolate_nan_rows=True), WeightLayout.ROWS),
+                      (MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=True,
+                                     isolate_nan_rows=True, queue_words=True),
+                       WeightLayout.ROWS),
+                      (MmaGemvConfig(split_k=2, isolate_nan_rows=True),
+                       WeightLayout.TILES_64)):
     prep = sharq_prep(x, layout=PathLayout.GEMV, interpret=True)
-    y = sharq_gemm(prep, pw, impl="mma_gemv", config=cfg, interpret=True)
+    y = sharq_gemm(prep, pw.to_layout(layout), impl="mma_gemv", config=cfg, interpret=True)
     data.assert_nan_columns_and_close(y, sharq_gemm_reference(prep, pw), {1, 6}, cfg)
 
 
