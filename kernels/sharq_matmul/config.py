@@ -369,10 +369,10 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
   otherwise).
 
-  A weight in WeightLayout.TILES_64 at M = 1: split 8, code
-  words 4 ahead (run 46: 19.3 / 20.7 us against the row layout's defaults 22.1 / 21.1;
-  its splits 2 and 4 took 20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows
-  (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 / 25.3)."""
+  A weight in WeightLayout.TILES_64 at M = 1: split 8, code words 4 ahead (run 46:
+  19.3 / 20.7 us against the row layout's defaults 22.1 / 21.1; its splits 2 and 4 took
+  20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows (run 46, M = 2: 24.6 / 22.8
+  us tiled against 28.4 / 25.3)."""
   if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
     return MmaGemvConfig(split_k=_split_fitting_k(_TILED_M1_SPLIT, k, MmaGemvConfig()),
                          prefetch=4, queue_words=True)
