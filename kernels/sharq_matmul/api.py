@@ -10,14 +10,15 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sharq_jax.kernels.sharq_matmul import (fragment_gemv_gpu, gemv_gpu, mma_gemv_gpu,
-                                            pallas_gpu)
+from sharq_jax.kernels.sharq_matmul import (fragment_gemv_gpu, gemv_gpu, int8_gemv_gpu,
+                                            mma_gemv_gpu, pallas_gpu)
 from sharq_jax.kernels.sharq_matmul.config import (DenseGemmConfig, FragmentGemvConfig,
                                                    GemvConfig,
                                                    MmaGemvConfig, PackedGemmConfig,
                                                    default_dense_config,
                                                    default_fragment_gemv_config,
                                                    default_gemv_config,
+                                                   default_int8_gemv_config,
                                                    default_mma_gemv_config,
                                                    default_packed_config)
 from sharq_jax.kernels.sharq_matmul.packing import PackedWeight, expand_weight, rows_weight
@@ -31,6 +32,8 @@ class GemmImpl(enum.Enum):
   GEMV = "gemv"  # Pallas, FP4 payload decoded in registers, CUDA-core FMAs (M <= 8)
   MMA_GEMV = "mma_gemv"  # the same in-register decode, products on mma.sync (M <= 8)
   FRAGMENT_GEMV = "fragment_gemv"  # mma.sync with each quad on one row's 64 K (M <= 8)
+  # int8 mma.sync on 2·E2M1 codes, block scales on the sums (exact mode, M <= 8)
+  INT8_GEMV = "int8_gemv"
   PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
@@ -63,7 +66,8 @@ def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
   return impl
 
 
-_IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,), MmaGemvConfig: (GemmImpl.MMA_GEMV,),
+_IMPL_OF_CONFIG = {GemvConfig: (GemmImpl.GEMV,),
+                   MmaGemvConfig: (GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV),
                    FragmentGemvConfig: (GemmImpl.FRAGMENT_GEMV,),
                    PackedGemmConfig: (GemmImpl.PACKED,),
                    DenseGemmConfig: (GemmImpl.EXPANDED_PALLAS,)}
@@ -123,7 +127,10 @@ def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
   """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, and the
   weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
   no conversion runs before the GEMM."""
-  gemv_kernel = _GEMVS.get(_impl_for(GemmImpl(impl), config, m, n, k))
+  impl = _impl_for(GemmImpl(impl), config, m, n, k)
+  if impl is GemmImpl.INT8_GEMV:
+    return PathLayout.INT8
+  gemv_kernel = _GEMVS.get(impl)
   return gemv_kernel.layout if gemv_kernel else PathLayout.MMA
 
 
@@ -149,17 +156,28 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
 
   The GEMVs read paths in a nibble-plane layout (PathLayout.GEMV, or PLANES_64 for
   the fragment GEMV), the other kernels in PathLayout.MMA; paths in another layout are
-  converted by XLA first. Every layout gives the same Y. The MMA GEMV reads a weight
-  in either WeightLayout; the other kernels read WeightLayout.ROWS, and a tiled weight
-  is converted for them first (one extra pass over it).
+  converted by XLA first. Every layout gives the same Y. The int8 GEMV reads only
+  PathLayout.INT8 (exact mode; no other layout converts to it). The MMA and int8
+  GEMVs read a weight in either WeightLayout; the other kernels read
+  WeightLayout.ROWS, and a tiled weight is converted for them first (one extra pass
+  over it).
   """
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
   impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
-  if impl is not GemmImpl.MMA_GEMV:
+  if impl not in (GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV):
     w = rows_weight(w)
   out_dtype = jnp.dtype(out_dtype)
+  if impl is GemmImpl.INT8_GEMV:
+    if prepared.layout is not PathLayout.INT8:
+      raise ValueError("sharq_gemm: impl=int8_gemv reads activations prepared in "
+                       "PathLayout.INT8 (sharq_prep(x, layout=PathLayout.INT8), exact "
+                       f"mode), got PathLayout.{prepared.layout.name}")
+    return int8_gemv_gpu.int8_gemv(
+        prepared.paths, prepared.block_scales, w, act_scale=prepared.scale, bias=bias,
+        out_dtype=out_dtype, interpret=interpret,
+        config=config if config is not None else default_int8_gemv_config(m, w.n, k))
   if impl in _GEMVS:
     gemv_kernel = _GEMVS[impl]
     if prepared.layout is not gemv_kernel.layout:  # the kernel permutes column order

@@ -388,6 +388,14 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   return MmaGemvConfig(split_k=split, prefetch=1, queue_words=True)
 
 
+def default_int8_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
+  """Int8 GEMV tile (int8_gemv_gpu; either weight layout): 64 rows, K split 8 (fewer
+  where K needs it), code words 4 steps ahead."""
+  del m, n
+  return MmaGemvConfig(split_k=_split_fitting_k(8, k, MmaGemvConfig()), prefetch=4,
+                       queue_words=True)
+
+
 # Programs the M = 1 grid aims for: enough that the deep prefetch queues of ~3 resident
 # programs per SM keep the HBM busy (runs 21-22).
 _MMA_GEMV_M1_PROGRAMS = 448

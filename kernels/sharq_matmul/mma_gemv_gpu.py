@@ -153,6 +153,19 @@ def column_sets(m: int, npaths: int):
           for i in range(0, len(cols), 2)]
 
 
+def load_weight_step(w_ref, sc_ref, it, *, it0, num_warps: int, tiled: bool):
+  """Step `it` of a program's K range: per row group (2) the code tile (num_warps, 2,
+  4, 2 blocks, half, 8 bytes or 2 words) and its E4M3 scale bytes (.., 1, 1); it0 is
+  the program's first step (row-major weights index K from it)."""
+  rows = [pl.ds(g * num_warps, num_warps) for g in range(2)]
+  if tiled:  # this split's steps are the block's leading axis, a step's tile contiguous
+    return (tuple(w_ref[it, r, :, :, :, :, :] for r in rows),
+            tuple(sc_ref[it, r, :, :, :, :, :] for r in rows))
+  kb0 = (it0 + it) * _BLOCKS
+  return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
+          tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
+
+
 def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: bool,
             gpu: bool):
   x_refs = refs[:npaths]  # (1, 1, M, K/32, parity, half, 8) float16
@@ -178,13 +191,7 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: 
                  for c0, c1 in sets)
 
   def load(it):
-    rows = [pl.ds(g * nw, nw) for g in range(2)]
-    if tiled:  # this split's steps are the block's leading axis, a step's tile contiguous
-      return (tuple(w_ref[it, r, :, :, :, :, :] for r in rows),
-              tuple(sc_ref[it, r, :, :, :, :, :] for r in rows))
-    kb0 = (it0 + it) * _BLOCKS
-    return (tuple(w_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows),  # bytes or words
-            tuple(sc_ref[r, :, :, pl.ds(kb0, _BLOCKS), :, :] for r in rows))
+    return load_weight_step(w_ref, sc_ref, it, it0=it0, num_warps=nw, tiled=tiled)
 
   def products(weights, planes, accs, it):
     if planes is None:  # loaded here, after the decode (the run-18 kernel's order)
@@ -252,6 +259,38 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: 
       o_ref[pl.ds(tok, 1), pl.ds(g * nw, nw), :, :] = y[None]
 
 
+def check_weight_tile(w: PackedWeight, config, name: str) -> bool:
+  """Whether w is tiled (WeightLayout.TILES_64), which needs 64 rows a program."""
+  tiled = w.layout is WeightLayout.TILES_64
+  if tiled and config.block_n != TILE:
+    raise ValueError(f"{name}: a WeightLayout.TILES_64 weight needs {TILE} rows a "
+                     f"program (num_warps=4), got {config.tag()}; use num_warps=4 or "
+                     f"w.to_layout(WeightLayout.ROWS)")
+  return tiled
+
+
+def weight_operands(w: PackedWeight, config, n_iter: int, *, words: bool):
+  """The code and scale operands of a (tiled or row-major) weight with their
+  BlockSpecs on the (N / block_n, split_k) grid: codes as bytes, or as 32-bit words
+  where `words`, in the tile load_weight_step reads."""
+  n, kb, nw = w.n, w.k // 32, config.num_warps
+  if w.layout is WeightLayout.TILES_64:  # (N/64, K/64, 8, 2, 4, blocks, half, 8)
+    codes = w.codes.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, _HALVES, _HALF)
+    scales = w.scales.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, 1, 1)
+  else:
+    codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
+    scales = w.scales.reshape(n // 8, 2, 4, kb, 1, 1)
+  if words:
+    codes = common.bytes_to_words(codes)
+  if w.layout is WeightLayout.TILES_64:  # rows r·8 + a·4 + b of the tile
+    specs = [pl.BlockSpec((None, n_iter) + a.shape[2:], lambda j, s: (j, s) + (0,) * 6)
+             for a in (codes, scales)]
+  else:
+    specs = [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
+             pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
+  return [codes, scales], specs
+
+
 def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
              out_dtype=jnp.float32, config: MmaGemvConfig, planes: bool = False,
              interpret: bool = False) -> jax.Array:
@@ -270,30 +309,14 @@ def mma_gemv(paths, w: PackedWeight, *, act_scale: jax.Array, bias=None,
   """
   paths, m, k, n, n_iter = gemv_operands(paths, w, config, planes)
   kb, nw = k // 32, config.num_warps
-  tiled = w.layout is WeightLayout.TILES_64
-  if tiled and config.block_n != TILE:
-    raise ValueError(f"mma_gemv: a WeightLayout.TILES_64 weight needs {TILE} rows a "
-                     f"program (num_warps=4), got {config.tag()}; use num_warps=4 or "
-                     f"w.to_layout(WeightLayout.ROWS)")
+  tiled = check_weight_tile(w, config, "mma_gemv")
   act_scale = jnp.asarray(act_scale, jnp.float32)
   args = [p.reshape(1, 1, m, kb, 2, _HALVES, _HALF) for p in paths]
   in_specs = [pl.BlockSpec((1, 1, m, kb, 2, _HALVES, _HALF), lambda j, s: (0,) * 7)
               ] * len(paths)
-  if tiled:  # (N/64, K/64, 8, 2, 4, blocks, half, 8): rows r·8 + a·4 + b of the tile
-    codes = w.codes.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, _HALVES, _HALF)
-    scales = w.scales.reshape(n // TILE, kb // 2, 8, 2, 4, _BLOCKS, 1, 1)
-  else:
-    codes = w.codes.reshape(n // 8, 2, 4, kb, _HALVES, _HALF)
-    scales = w.scales.reshape(n // 8, 2, 4, kb, 1, 1)
-  if config.queue_words:
-    codes = common.bytes_to_words(codes)
-  args += [codes, scales]
-  if tiled:
-    in_specs += [pl.BlockSpec((None, n_iter) + a.shape[2:],
-                              lambda j, s: (j, s) + (0,) * 6) for a in (codes, scales)]
-  else:
-    in_specs += [pl.BlockSpec((2 * nw,) + codes.shape[1:], lambda j, s: (j,) + (0,) * 5),
-                 pl.BlockSpec((2 * nw, 2, 4, kb, 1, 1), lambda j, s: (j,) + (0,) * 5)]
+  w_args, w_specs = weight_operands(w, config, n_iter, words=config.queue_words)
+  args += w_args
+  in_specs += w_specs
   kernel = functools.partial(_kernel, npaths=len(paths), m=m, cfg=config, n_iter=n_iter,
                              tiled=tiled, gpu=not interpret)
   out = pl.pallas_call(

@@ -69,9 +69,12 @@ def _keep_mask(pair: jax.Array, bm: int, bk: int) -> jax.Array:
   return jnp.broadcast_to(keep[..., None], (bm, bk // 2, 2)).reshape(bm, bk)
 
 
-def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = None
-                     ) -> jax.Array:
+def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = None,
+                     parts: bool = False):
   """DQ(Q(v)) for v (..., nb, B) with NVFP4 scale 1; NaN blocks where v is non-finite.
+
+  With `parts`, also (q, d): the signed E2M1 values (..., nb, B) and the block scales
+  (..., nb), NaN for a non-finite block, so that DQ(Q(v)) = q · d.
 
   Same values as the NumPy contract's, with fewer instructions per element: the block
   amax and the non-finite flag come from one integer max of |v|'s bits (or amax_bits,
@@ -94,7 +97,11 @@ def _quantize_blocks(v: jax.Array, *, gpu: bool, amax_bits: jax.Array | None = N
   signed = jax.lax.bitcast_convert_type(
       jax.lax.bitcast_convert_type(mag, jnp.uint32)
       | (jax.lax.bitcast_convert_type(v, jnp.uint32) & sign_mask), jnp.float32)
-  return jnp.where(bad[..., None], np.float32(np.nan), signed * d[..., None])
+  deq = jnp.where(bad[..., None], np.float32(np.nan), signed * d[..., None])
+  if parts:  # a non-finite block's codes are 0 (its NaN scale carries the NaN)
+    return (deq, jnp.where(bad[..., None], np.float32(0), signed),
+            jnp.where(bad, np.float32(np.nan), d))
+  return deq
 
 
 def _whole_tensor_scale(x_ref, row_ok, k: int, bk: int, gpu: bool):
@@ -159,6 +166,18 @@ def _prep_kernel(*refs, m: int, k: int, bm: int, bk: int, rmsnorm: bool, mode: P
   # Each group of 8 keeps its largest pair, so the backbone block's amax (and its
   # non-finite flag) is the dense block's.
   backbone_amax = jnp.max(score.reshape(bm, bk // 32, 32), axis=-1)
+  if layout is PathLayout.INT8:  # 2·E2M1 values and block scales per 16 columns
+    s_hat, s_q, s_d = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu,
+                                       amax_bits=backbone_amax, parts=True)
+    resid = (xp - s_hat.reshape(bm, bk)).reshape(bm, bk // 16, 16)
+    _, r_q, r_d = _quantize_blocks(resid, gpu=gpu, parts=True)
+    codes_refs, scale_refs = out_refs[:2], out_refs[2:4]
+    s_d16 = jnp.broadcast_to(s_d[..., None], (bm, bk // 32, 2)).reshape(bm, bk // 16)
+    for ref, q in zip(codes_refs, (s_q, r_q)):
+      _compat.masked_store(ref, (q.reshape(bm, bk) * 2.0).astype(jnp.int8), row_ok)
+    for ref, d in zip(scale_refs, (s_d16, r_d)):
+      _compat.masked_store(ref, d, row_ok)
+    return
   s_hat = _quantize_blocks(sparse.reshape(bm, bk // 32, 32), gpu=gpu,
                            amax_bits=backbone_amax).reshape(bm, bk)
   resid = (xp - s_hat).reshape(bm, bk // 16, 16)
@@ -205,7 +224,9 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
       a scale from any tensor holding x keeps it ≤ 2688.
     layout: the column order of the paths written: PathLayout.MMA (column order),
       PathLayout.GEMV or PLANES_64 (nibble-plane order per 32- or 64-block, what the
-      GEMV kernels read; a permutation inside each block, done in the same pass).
+      GEMV kernels read; a permutation inside each block, done in the same pass), or
+      PathLayout.INT8 (exact mode: 2 × the E2M1 values as int8 and the block scales
+      apart, what the int8 GEMV reads).
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
@@ -230,8 +251,16 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   in_kernel_amax = cfg.in_kernel_amax and scale is None and gamma is None and m <= bm
   tile = pl.BlockSpec((bm, bk), lambda i, j: (i, j))
   scalar = pl.BlockSpec((1, 1), lambda i, j: (0, 0))
-  out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
-  out_specs = [tile] * mode.num_paths
+  if layout is PathLayout.INT8:
+    if mode is not PathMode.EXACT:
+      raise ValueError("sharq_prep: PathLayout.INT8 holds the two paths' E2M1 values "
+                       "apart (exact mode); fast mode's Ŝ + R̂ is not one")
+    out_shape = ([jax.ShapeDtypeStruct((m, k), jnp.int8)] * 2
+                 + [jax.ShapeDtypeStruct((m, k // 16), jnp.float32)] * 2)
+    out_specs = [tile] * 2 + [pl.BlockSpec((bm, bk // 16), lambda i, j: (i, j))] * 2
+  else:
+    out_shape = [jax.ShapeDtypeStruct((m, k), jnp.float16)] * mode.num_paths
+    out_specs = [tile] * mode.num_paths
   rstd = None
   if in_kernel_amax:
     args, in_specs = [x2], [pl.BlockSpec((bm, k), lambda i, j: (i, 0))]
@@ -261,4 +290,7 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
   if in_kernel_amax:
     *outs, s = outs
     s = s.reshape(())
+  if layout is PathLayout.INT8:
+    return Prepared(paths=tuple(outs[:2]), scale=s, rstd=rstd, mode=mode, layout=layout,
+                    block_scales=tuple(outs[2:]))
   return Prepared(paths=tuple(outs), scale=s, rstd=rstd, mode=mode, layout=layout)

@@ -53,6 +53,10 @@ class PathLayout(enum.Enum):
   # (M, K), per 64-block the 32 even-K columns then the 32 odd-K ones: the nibble planes
   # of the 32 code bytes that one quad of lanes of the fragment GEMV loads from a row.
   PLANES_64 = "planes64"
+  # (M, K) int8, column order: 2 × each path's E2M1 values (exact mode only), with the
+  # paths' float32 block scales per 16 columns in Prepared.block_scales (the backbone's
+  # 32-block scale twice): path = int8 / 2 · scale. What the int8 GEMV reads.
+  INT8 = "int8"
 
   @property
   def plane_block(self) -> int | None:
@@ -70,10 +74,19 @@ def _from_planes(path: jax.Array, block: int) -> jax.Array:
   return path.reshape(m, k // block, 2, block // 2).transpose(0, 1, 3, 2).reshape(m, k)
 
 
+def _column_permutation(layout: PathLayout) -> PathLayout:
+  layout = PathLayout(layout)
+  if layout is PathLayout.INT8:
+    raise ValueError("PathLayout.INT8 is not a column order of float16 paths: prepare "
+                     "with sharq_prep(..., layout=PathLayout.INT8), and convert with "
+                     "Prepared.in_mma_layout()")
+  return layout
+
+
 def to_layout(path: jax.Array, layout: PathLayout) -> jax.Array:
   """An (M, K) path in PathLayout.MMA → `layout` (a permutation inside each plane
   block; K must be a multiple of it)."""
-  block = PathLayout(layout).plane_block
+  block = _column_permutation(layout).plane_block
   return path if block is None else _to_planes(path, block)
 
 
@@ -85,7 +98,7 @@ def to_gemv_layout(path: jax.Array) -> jax.Array:
 def to_mma_layout(path: jax.Array, layout: PathLayout = PathLayout.GEMV) -> jax.Array:
   """Inverse of to_layout: an (M, K) path in `layout` (default PathLayout.GEMV) →
   PathLayout.MMA."""
-  block = PathLayout(layout).plane_block
+  block = _column_permutation(layout).plane_block
   return path if block is None else _from_planes(path, block)
 
 
@@ -95,9 +108,11 @@ class Prepared:
   """Activations prepared for the SharQ GEMM.
 
   paths: float16 (M, K) arrays in the X' = X_n / s domain (2 in exact mode, 1 in fast),
-    their columns ordered as `layout` says.
+    their columns ordered as `layout` says; in PathLayout.INT8, int8 (M, K) arrays of
+    2 × the E2M1 values.
   scale: the float32 tensor scale s, shape ().
   rstd: float32 (M, 1) RMSNorm reciprocal std, or None without RMSNorm.
+  block_scales: PathLayout.INT8 only: per path the float32 (M, K/16) block scales.
   """
 
   paths: tuple
@@ -106,14 +121,27 @@ class Prepared:
   mode: PathMode = dataclasses.field(metadata=dict(static=True))
   layout: PathLayout = dataclasses.field(default=PathLayout.MMA,
                                          metadata=dict(static=True))
+  block_scales: tuple | None = None
 
   def in_mma_layout(self) -> "Prepared":
-    """The same activations with their paths in PathLayout.MMA (a no-op if they are)."""
+    """The same activations with their paths in PathLayout.MMA (a no-op if they are):
+    float16, column order (from PathLayout.INT8 exactly: int8 / 2 · scale)."""
     if self.layout is PathLayout.MMA:
       return self
+    if self.layout is PathLayout.INT8:
+      return dataclasses.replace(
+          self, paths=tuple(int8_path_values(c, d).astype(jnp.float16)
+                            for c, d in zip(self.paths, self.block_scales)),
+          layout=PathLayout.MMA, block_scales=None)
     return dataclasses.replace(
         self, paths=tuple(to_mma_layout(p, self.layout) for p in self.paths),
         layout=PathLayout.MMA)
+
+
+def int8_path_values(codes: jax.Array, block_scales: jax.Array) -> jax.Array:
+  """A PathLayout.INT8 path as float32 values: codes / 2 · its block's scale."""
+  d = jnp.repeat(jnp.asarray(block_scales, jnp.float32), 16, axis=-1)
+  return codes.astype(jnp.float32) * np.float32(0.5) * d
 
 
 def rms_stats(x2: jax.Array, eps: float) -> jax.Array:
@@ -156,7 +184,8 @@ def tensor_scale(xn: jax.Array) -> jax.Array:
 
 def sharq_prep_reference(x: jax.Array, *, gamma: jax.Array | None = None,
                          eps: float = 1e-6, rstd: jax.Array | None = None,
-                         mode: PathMode | str = PathMode.EXACT) -> Prepared:
+                         mode: PathMode | str = PathMode.EXACT,
+                         layout: PathLayout = PathLayout.MMA) -> Prepared:
   """Reference preparation of x (..., K) through the core decomposition.
 
   Args:
@@ -166,8 +195,10 @@ def sharq_prep_reference(x: jax.Array, *, gamma: jax.Array | None = None,
     rstd: optional precomputed (M, 1) rstd (tests pass the kernel's, so that both
       sides normalise identically; a different reduction order may move it by an ulp).
     mode: PathMode.EXACT or PathMode.FAST.
+    layout: PathLayout.MMA (float16 paths) or PathLayout.INT8 (exact mode: the core
+      decomposition's E2M1 codes doubled as int8, its E4M3 block scales as float32).
   """
-  mode = PathMode(mode)
+  mode, layout = PathMode(mode), PathLayout(layout)
   k = x.shape[-1]
   x2 = x.reshape(-1, k)
   if gamma is not None:
@@ -177,6 +208,18 @@ def sharq_prep_reference(x: jax.Array, *, gamma: jax.Array | None = None,
   else:
     rstd = None
   d = dec.decompose(x2, SHARQ_NVFP4, name="sharq_prep")
+  if layout is PathLayout.INT8:
+    if mode is not PathMode.EXACT:
+      raise ValueError("sharq_prep_reference: PathLayout.INT8 needs exact mode")
+    qs = (d.backbone, d.residual)
+    return Prepared(
+        paths=tuple((q.codes.astype(jnp.float32) * 2.0).astype(jnp.int8) for q in qs),
+        scale=d.tensor_scale, rstd=rstd, mode=mode, layout=layout,
+        block_scales=tuple(jnp.repeat(q.scales.astype(jnp.float32), q.fmt.block_size // 16,
+                                      axis=-1) for q in qs))
+  if layout is not PathLayout.MMA:
+    raise ValueError(f"sharq_prep_reference: layout {layout.value}: use MMA or INT8 "
+                     "(to_layout permutes MMA paths)")
   s_hat, r_hat = d.paths()
   if mode is PathMode.EXACT:
     paths = (s_hat.astype(jnp.float16), r_hat.astype(jnp.float16))
