@@ -271,9 +271,12 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
         if m in (1, 16):
           runs.append(("nvfp4_sdg", lambda x, ww: jax.nn.scaled_dot_general(
               x, ww, DN, preferred_element_type=jnp.bfloat16, configs=[sdg, sdg]), s16))
-      for mode in PathMode:
+      for mode in PathMode:  # the int8 GEMV is exact mode's: fast mode runs AUTO's pick
+        mode_impl = (resolve_impl(GemmImpl.AUTO, m, n, k, mode)
+                     if impl is GemmImpl.INT8_GEMV else impl)
         runs.append((f"sharq_{mode.value}", functools.partial(
-            sharq_matmul, mode=mode, impl=impl, gemm_config=cfg, interpret=interpret), s4))
+            sharq_matmul, mode=mode, impl=mode_impl, gemm_config=cfg, interpret=interpret),
+            s4))
       prs = [sharq_prep(x, interpret=interpret) for x in xs]
       # The GEMM alone, on paths already in the layout it reads (no conversion timed).
       own = prep_layout(impl, m, cfg, n, k)

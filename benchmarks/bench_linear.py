@@ -72,7 +72,7 @@ GEMV_WEIGHT_LAYOUT = WeightLayout.ROWS
 def stored_for(impl, pws):
   """The packed weights as the run's kernel `impl` reads them (--weight_layout applies
   to the MMA GEMV; converted here, outside the timed calls)."""
-  if impl is GemmImpl.MMA_GEMV:
+  if impl in (GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV):
     return [p.to_layout(GEMV_WEIGHT_LAYOUT) for p in pws]
   return pws
 
@@ -417,7 +417,7 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
             x, w, dn, preferred_element_type=jnp.bfloat16, configs=[nvfp4_cfg, nvfp4_cfg]),
             sets16, wbytes16)
       auto = resolve_impl(GemmImpl.AUTO, m, n, k)
-      if auto in (GemmImpl.GEMV, GemmImpl.MMA_GEMV):  # the library's small-M kernels
+      if auto in (GemmImpl.GEMV, GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV):  # small-M kernels
         impl, cfg = auto, None
       elif m <= 64:
         cfg = pick_packed(best, m, n, k)
@@ -437,9 +437,11 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       setsq = [(xs[i], pws_run[i % len(pws_run)]) for i in range(r)]
       pcfg = prep_cfg_for(prep_pick, m, k)
       row["prep_cfg"] = str(pcfg)
-      for mode in PathMode:
-        run(f"sharq_{mode.value}", lambda x, w, mode=mode: sharq_matmul(
-            x, w, mode=mode, impl=impl, gemm_config=cfg, prep_config=pcfg), setsq, pbytes)
+      for mode in PathMode:  # the int8 GEMV is exact mode's: fast mode runs AUTO's pick
+        mode_impl = (resolve_impl(GemmImpl.AUTO, m, n, k, mode)
+                     if impl is GemmImpl.INT8_GEMV else impl)
+        run(f"sharq_{mode.value}", lambda x, w, mode=mode, mode_impl=mode_impl: sharq_matmul(
+            x, w, mode=mode, impl=mode_impl, gemm_config=cfg, prep_config=pcfg), setsq, pbytes)
       prs = [sharq_prep(x, config=pcfg, layout=prep_layout(impl, m, cfg)) for x in xs]
       run("gemm_exact", lambda p, w: sharq_gemm(p, w, impl=impl, config=cfg,
                                                  out_dtype=jnp.bfloat16),
@@ -606,7 +608,7 @@ def sec_decoder(b: Bench, best, prep_pick, ctx=512):
     # The library's own choice (AUTO: a GEMV at batch 1-4) unless a sweep picked tiles
     # of the tensor-core kernel for a batch it runs at.
     auto_impl = resolve_impl(GemmImpl.AUTO, bsz)
-    auto_gemv = auto_impl in (GemmImpl.GEMV, GemmImpl.MMA_GEMV)
+    auto_gemv = auto_impl in (GemmImpl.GEMV, GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV)
     cfgs = {name: pick_packed(best, bsz, n, k) if best and not auto_gemv else None
             for name, (n, k) in shapes.items()}
     pcfgs = {name: prep_cfg_for(prep_pick, bsz, k) for name, (n, k) in shapes.items()}

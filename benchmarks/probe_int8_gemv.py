@@ -137,6 +137,10 @@ def main():
                [(p8s[j], tiled4[j % c4]) for j in range(calls)]),
               ("int8_default_rows", functools.partial(gemm, impl="int8_gemv"),
                [(p8s[j], rows4[j % c4]) for j in range(calls)])]
+      if m >= 3:  # AUTO's kernel there before the int8 GEMV (row-major weights)
+        pms = [sharq_prep(x, interpret=interpret) for x in xs]
+        runs.append(("packed", functools.partial(gemm, impl="packed"),
+                     [(pms[j], rows4[j % c4]) for j in range(calls)]))
       runs += [(f"int8_{c.tag()}_t64", functools.partial(gemm, impl="int8_gemv", config=c),
                 [(p8s[j], tiled4[j % c4]) for j in range(calls)]) for c in tiles]
       lin = functools.partial(sharq_matmul, interpret=interpret)
@@ -144,6 +148,8 @@ def main():
                 [(xs[j], tiled4[j % c4]) for j in range(calls)]),
                ("linear_int8_t64", functools.partial(lin, impl="int8_gemv"),
                 [(xs[j], tiled4[j % c4]) for j in range(calls)]),
+               ("linear_packed", functools.partial(lin, impl="packed"),
+                [(xs[j], rows4[j % c4]) for j in range(calls)]),
                ("prep_gemv", functools.partial(sharq_prep, layout=PathLayout.GEMV,
                                                interpret=interpret),
                 [(x,) for x in xs]),

@@ -37,7 +37,7 @@ class GemmImpl(enum.Enum):
   PACKED = "packed"  # Pallas, FP4 payload decoded in registers, tensor cores (small M)
   EXPANDED_PALLAS = "expanded_pallas"  # expand Ŵ' to float16 once, Pallas GEMM
   EXPANDED_XLA = "expanded_xla"  # expand Ŵ' to float16 once, XLA (cuBLAS) GEMM
-  AUTO = "auto"  # GEMV, MMA_GEMV, PACKED or EXPANDED_XLA by M (thresholds below)
+  AUTO = "auto"  # by M and mode: GEMV, MMA_GEMV, INT8_GEMV, PACKED or EXPANDED_XLA
 
 # H200 device times of the GEMMs (BENCHMARKS.md "Session 6" run 18 and "Session 7" runs
 # 21-23, default tiles; 4096x14336 / 14336x4096): M = 1 GEMV 26.7 / 27.4 us, MMA GEMV
@@ -48,17 +48,27 @@ class GemmImpl(enum.Enum):
 # where the MMA GEMV's tiles do not divide the weight.
 GEMV_AUTO_MAX_M = 1
 MMA_GEMV_AUTO_MAX_M = 4
+# Exact mode at M = 3-8: the int8 GEMV (run 50, 4096x14336, M = 4: 31.3 us against the
+# MMA GEMV's 51.6; at M = 1-2 it was not faster: runs 50-51).
+INT8_GEMV_AUTO_M = (3, 8)
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
 def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
-                 k: int | None = None) -> GemmImpl:
-  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M and, where
-  given, the weight's N and K: the MMA GEMV at M <= 4 where its 64-row, 64-K tiles
-  divide N and K, else the GEMV at M = 1 and PACKED up to M = 64."""
+                 k: int | None = None,
+                 mode: PathMode | str | None = PathMode.EXACT) -> GemmImpl:
+  """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M, the path mode
+  and, where given, the weight's N and K. Where the 64-row, 64-K tiles divide N and K:
+  in exact mode the int8 GEMV at M = 3-8 (INT8_GEMV_AUTO_M), else the MMA GEMV at
+  M <= 4; otherwise the GEMV at M = 1 and PACKED up to M = 64. mode=None: activations
+  already prepared as float16 paths (the int8 GEMV reads PathLayout.INT8 only)."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
-    if m <= MMA_GEMV_AUTO_MAX_M and (n is None or mma_gemv_fits(n, k)):
+    fits = n is None or mma_gemv_fits(n, k)
+    lo, hi = INT8_GEMV_AUTO_M
+    if mode is not None and PathMode(mode) is PathMode.EXACT and lo <= m <= hi and fits:
+      return GemmImpl.INT8_GEMV
+    if m <= MMA_GEMV_AUTO_MAX_M and fits:
       return GemmImpl.MMA_GEMV
     if m <= GEMV_AUTO_MAX_M:
       return GemmImpl.GEMV
@@ -104,11 +114,11 @@ def mma_gemv_fits(n: int, k: int | None) -> bool:
 
 
 def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
-              k: int | None = None) -> GemmImpl:
+              k: int | None = None, mode: PathMode | None = PathMode.EXACT) -> GemmImpl:
   """The kernel to run: a given config names its kernel (AUTO defers to it); a config
   of another kernel than the one asked for is an error, not silently reinterpreted."""
   if config is None:
-    return resolve_impl(impl, m, n, k)
+    return resolve_impl(impl, m, n, k, mode)
   wanted = _IMPL_OF_CONFIG.get(type(config))
   if wanted is None:
     raise TypeError(f"sharq_gemm: config must be a GemvConfig, MmaGemvConfig, "
@@ -123,11 +133,11 @@ def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
 
 
 def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
-                k: int | None = None) -> PathLayout:
-  """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, and the
-  weight's N and K where given) reads: prepare with it (sharq_prep(..., layout=)) and
-  no conversion runs before the GEMM."""
-  impl = _impl_for(GemmImpl(impl), config, m, n, k)
+                k: int | None = None, mode: PathMode | str = PathMode.EXACT) -> PathLayout:
+  """The PathLayout that the GEMM sharq_gemm runs for (impl, M tokens, config, the
+  weight's N and K where given, the path mode) reads: prepare with it
+  (sharq_prep(..., layout=)) and no conversion runs before the GEMM."""
+  impl = _impl_for(GemmImpl(impl), config, m, n, k, PathMode(mode))
   if impl is GemmImpl.INT8_GEMV:
     return PathLayout.INT8
   gemv_kernel = _GEMVS.get(impl)
@@ -165,7 +175,9 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
-  impl = _impl_for(GemmImpl(impl), config, m, w.n, k)
+  # AUTO picks the int8 GEMV only for activations prepared for it.
+  impl = _impl_for(GemmImpl(impl), config, m, w.n, k,
+                   PathMode.EXACT if prepared.layout is PathLayout.INT8 else None)
   if impl not in (GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV):
     w = rows_weight(w)
   out_dtype = jnp.dtype(out_dtype)
@@ -233,7 +245,7 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
     raise ValueError(f"sharq_matmul: x has K={k} (shape {x.shape}) but the weight has "
                      f"K={w.k}")
   prepared = sharq_prep(x, gamma=gamma, eps=eps, mode=PathMode(mode), config=prep_config,
-                        layout=prep_layout(impl, x.size // k, gemm_config, w.n, k),
+                        layout=prep_layout(impl, x.size // k, gemm_config, w.n, k, mode),
                         interpret=interpret)
   y = sharq_gemm(prepared, w, bias=bias, out_dtype=out_dtype or x.dtype, impl=impl,
                  config=gemm_config, interpret=interpret)

@@ -74,21 +74,28 @@ def _decode_lines(word: str, regs: str) -> list[str]:
 
 def _step_asm() -> str:
   """One step (16 K per lane) for one token, pack 2: $0, $1 the new accumulators of
-  row groups 0 and 1; inputs the code words of groups 0 ($2, $3) and 1 ($4, $5); this
-  lane's B words 0-1 ($6, $7) and 2-3 ($8, $9) (int8 activations, zeros unless the
-  lane feeds a column); the E4M3 weight scale bytes of groups 0 ($10) and 1 ($12); the
-  backbone's and the residual's activation block scales ($14, $15); prmt's table
-  (_TWICE_E2M1, $16, $17: loaded once from memory, so that ptxas keeps it in two
+  row groups 0 and 1; inputs the code words of groups 0 ($2, $3) and 1 ($4, $5); the
+  backbone's int8 activation words 0-1 ($6, $7) and 2-3 ($8, $9), the residual's
+  ($10 .. $13); the E4M3 weight scale bytes of groups 0 ($14) and 1 ($16); the
+  backbone's and the residual's activation block scales ($18, $19); prmt's table
+  (_TWICE_E2M1, $20, $21: loaded once from memory, so that ptxas keeps it in two
   registers instead of rematerialising it before every prmt); the accumulators in
-  ($18, $19)."""
-  lines = ["{", ".reg .b32 tlo, thi, neg, top, wsp, hp;",
+  ($22, $23)."""
+  lines = ["{", ".reg .u32 lane, g, t, gh, gp;", ".reg .pred pon, pres;",
+           ".reg .b32 tlo, thi, neg, top, wsp, hp, b<4>;",
            ".reg .b32 " + ", ".join(f"w{i}{s}{h}" for i in range(4) for s in "pn"
                                      for h in range(2)) + ";",
            ".reg .s32 dp<4>, dn<4>, z;",
            ".reg .b16 wsh, wsx;", ".reg .f16 h0, h1;",
            ".reg .f32 c<4>, s0, s1, p<4>, acc0, acc1;",
-           "mov.b32 tlo, $16;", "mov.b32 thi, $17;",
-           "mov.b32 z, 0;"]
+           "mov.b32 tlo, $20;", "mov.b32 thi, $21;", "mov.b32 z, 0;",
+           "mov.u32 lane, %laneid;", "shr.u32 g, lane, 2;", "and.b32 t, lane, 3;",
+           "shr.u32 gh, g, 1;", "setp.eq.u32 pon, t, gh;",
+           "and.b32 gp, g, 1;", "setp.ne.u32 pres, gp, 0;"]
+  # B: column g takes this lane's activations only if t == g // 2, its parity picking
+  # the path (backbone even, residual odd); zeros otherwise.
+  for i in range(4):
+    lines += [f"selp.b32 b{i}, ${10 + i}, ${6 + i}, pres;", f"selp.b32 b{i}, b{i}, 0, pon;"]
   # word j of group r → registers w{2j + r}
   for j in range(_WORDS):
     for r in range(2):
@@ -98,21 +105,21 @@ def _step_asm() -> str:
       src = "{z,z,z,z}" if j == 0 else f"{{d{sign}0,d{sign}1,d{sign}2,d{sign}3}}"
       a = [f"w{2 * j + r}{sign}{h}" for h in range(2) for r in range(2)]
       lines.append(f"{_IMMA} {{d{sign}0,d{sign}1,d{sign}2,d{sign}3}}, {{{','.join(a)}}}, "
-                   f"{{${6 + 2 * j},${7 + 2 * j}}}, {src};")
+                   f"{{b{2 * j},b{2 * j + 1}}}, {src};")
   for i in range(4):
     lines += [f"sub.s32 dp{i}, dp{i}, dn{i};", f"cvt.rn.f32.s32 c{i}, dp{i};"]
-  lines += ["prmt.b32 wsp, $10, $12, 0x0040;",  # bytes (group 0, group 1)
+  lines += ["prmt.b32 wsp, $14, $16, 0x0040;",  # bytes (group 0, group 1)
             "mov.b32 {wsh, wsx}, wsp;", "cvt.rn.f16x2.e4m3x2 hp, wsh;",
             "mov.b32 {h0, h1}, hp;", "cvt.f32.f16 s0, h0;", "cvt.f32.f16 s1, h1;",
-            "mul.f32 p0, s0, $14;", "mul.f32 p1, s0, $15;",
-            "mul.f32 p2, s1, $14;", "mul.f32 p3, s1, $15;",
-            "fma.rn.f32 acc0, c0, p0, $18;", "fma.rn.f32 acc0, c1, p1, acc0;",
-            "fma.rn.f32 acc1, c2, p2, $19;", "fma.rn.f32 acc1, c3, p3, acc1;",
+            "mul.f32 p0, s0, $18;", "mul.f32 p1, s0, $19;",
+            "mul.f32 p2, s1, $18;", "mul.f32 p3, s1, $19;",
+            "fma.rn.f32 acc0, c0, p0, $22;", "fma.rn.f32 acc0, c1, p1, acc0;",
+            "fma.rn.f32 acc1, c2, p2, $23;", "fma.rn.f32 acc1, c3, p3, acc1;",
             "mov.f32 $0, acc0;", "mov.f32 $1, acc1;", "}"]
   return "\n".join(lines)
 
 
-_STEP_CONSTRAINTS = ",".join(["=f"] * 2 + ["r"] * 12 + ["f"] * 2 + ["r"] * 2 + ["f"] * 2)
+_STEP_CONSTRAINTS = ",".join(["=f"] * 2 + ["r"] * 16 + ["f"] * 2 + ["r"] * 2 + ["f"] * 2)
 # One copy of the table per lane of a 4-warp tile row (8, 2, 4): loaded from distinct
 # addresses, it is not warp-uniform, and ptxas keeps it in vector registers (from one
 # shared copy it held a uniform register and copied it before every prmt).
@@ -138,8 +145,9 @@ def _step_interpret(codes, ws, xs, acc):
   """The asm's arithmetic in float32 jnp: per row group and path Σ_16 (2·code) ·
   (2·activation) (exact integers), times weight scale × activation block scale, into
   the accumulator (element g of the last axis: row group g). xs: both paths' int8
-  words (..., 4) and the block scales (..., 2)."""
-  *paths, sa = xs
+  words 0-1 and 2-3 (..., 2) and the block scales (..., 2)."""
+  b01, b23, r01, r23, sa = xs
+  paths = (jnp.concatenate([b01, b23], axis=-1), jnp.concatenate([r01, r23], axis=-1))
   out = []
   for g in range(2):
     w = _twice_e2m1_words(codes[g])
@@ -159,33 +167,22 @@ def _kernel(x_ref, xs_ref, table_ref, w_ref, sc_ref, o_ref, *, m: int, cfg: MmaG
   shape = (nw, 2, 4, _BLOCKS, _HALVES, _WORDS)
   it0 = pl.program_id(1) * n_iter
   if gpu:
-    # The lane at tile position (d0, d1, d2) is lane d0 + 4·d1 + 8·d2 (Triton's layout
-    # of this tile, see the module docstring): quad position t = d0, column group
-    # g = d1 + 2·d2. It feeds B's column g if t == g // 2, with path g % 2 = d1.
-    feeds = (jax.lax.broadcasted_iota(jnp.int32, shape, 0)
-             == jax.lax.broadcasted_iota(jnp.int32, shape, 2))
     table = table_ref[pl.ds(0, nw), :, :, pl.ds(0, 2, stride=0), pl.ds(0, 2, stride=0), :]
 
   def load_x(it):
-    """Per token: (B words 0-1, B words 2-3, block scales) on the GPU; in interpret
-    mode both paths' words (0-3) and the block scales."""
+    """Per token: both paths' words 0-1 and 2-3 and the block scales, every lane the
+    same K positions' (the asm picks the lane's column)."""
     kb0 = (it0 + it) * _BLOCKS
     out = []
     for t in range(m):
-      if gpu:  # stride-0 dims: every lane of a quad column reads the same K positions
-        rows = (pl.ds(0, nw, stride=0), pl.ds(0, 2), pl.ds(t, 4, stride=0),
-                pl.ds(kb0, _BLOCKS), slice(None))
-        words = tuple(_compat.masked_load(x_ref.at[rows + (pl.ds(2 * j, 2),)], feeds, 0)
-                      for j in range(2))
-        scales = xs_ref[pl.ds(0, nw, stride=0), pl.ds(0, 2, stride=0), pl.ds(t, 4, stride=0),
-                        pl.ds(kb0, _BLOCKS), :, :]
-      else:
-        def ld(ref, lead, path):
-          v = ref[lead, path, t, pl.ds(kb0, _BLOCKS), :, :]
-          return jnp.broadcast_to(v, shape[:-1] + v.shape[-1:])
-        words = tuple(ld(x_ref, 0, p) for p in range(2))
-        scales = ld(xs_ref, 0, 0)
-      out.append(words + (scales,))
+      def ld(ref, path, last):
+        if gpu:  # stride-0 dims: the load has the code tile's shape and layout
+          return ref[pl.ds(0, nw, stride=0), pl.ds(path, 2, stride=0), pl.ds(t, 4, stride=0),
+                     pl.ds(kb0, _BLOCKS), :, last]
+        v = ref[0, path, t, pl.ds(kb0, _BLOCKS), :, last]
+        return jnp.broadcast_to(v, shape[:-1] + v.shape[-1:])
+      words = tuple(ld(x_ref, p, pl.ds(2 * j, 2)) for p in range(2) for j in range(2))
+      out.append(words + (ld(xs_ref, 0, slice(None)),))
     return tuple(out)
 
   def load(it):
@@ -200,7 +197,7 @@ def _kernel(x_ref, xs_ref, table_ref, w_ref, sc_ref, o_ref, *, m: int, cfg: MmaG
       from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
       return tuple(
           plgpu.elementwise_inline_asm(
-              _step_asm(), args=[codes[0], codes[1], xs[0], xs[1], ws[0], ws[1], xs[2], table, acc],
+              _step_asm(), args=[codes[0], codes[1], *xs[:4], ws[0], ws[1], xs[4], table, acc],
               constraints=_STEP_CONSTRAINTS, pack=2,
               result_shape_dtypes=[jax.ShapeDtypeStruct(shape, jnp.float32)])[0]
           for xs, acc in zip(xs_all, accs))

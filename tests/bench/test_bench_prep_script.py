@@ -18,8 +18,9 @@ def test_smoke_run_records_checks_and_times(tmp_path):
     rows = [json.loads(line) for line in f]
   assert not [r for r in rows if r["section"] == "numerics"]  # GPU instructions only
   checks = [r for r in rows if r["section"] == "check"]
-  # RMSNorm or not x 2 modes x 3 layouts, all equal to the contract
-  assert len(checks) == 12 and all(r["ok"] and r["mismatches"] == 0 and
+  # RMSNorm or not x (2 modes x 3 float16 layouts + exact mode's INT8), all equal to
+  # the contract
+  assert len(checks) == 14 and all(r["ok"] and r["mismatches"] == 0 and
                                     r["signed_zero_neq"] == 0 for r in checks)
   whats = {(r["mode"], r["what"]) for r in rows if r["section"] == "time"}
   assert whats == {("exact", w) for w in ("copy", "amax pass", "kernel", "sharq_prep")}

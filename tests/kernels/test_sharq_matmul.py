@@ -128,7 +128,9 @@ def test_the_prep_writes_the_layout_the_gemm_reads(weight):
   between the kernels) and in the MMA layout elsewhere."""
   _, _, pw = weight
   assert prep_layout("auto", 1) is PathLayout.GEMV
-  assert prep_layout("auto", 5) is PathLayout.MMA
+  assert prep_layout("auto", 5) is PathLayout.INT8  # exact mode: the int8 GEMV
+  assert prep_layout("auto", 5, mode="fast") is PathLayout.MMA
+  assert prep_layout("auto", 9) is PathLayout.MMA
   assert prep_layout("auto", 1, PackedGemmConfig(block_m=16, block_n=32)) is PathLayout.MMA
   def ops(m, impl):
     x = data.heavy((m, 256), seed=3, dtype=jnp.bfloat16)
@@ -165,17 +167,26 @@ def test_gemv_limits_and_auto_pick(weight):
                config=GemvConfig(block_n=128), interpret=True)
   # measured (sessions 6-7): the MMA GEMV beats the GEMV at M <= 4 (with its prefetch
   # queue at M = 1)
-  for m in (1, 2, 3, 4):
+  # queue at M = 1); session 12: the int8 GEMV beats both at M = 3-8 in exact mode
+  for m in (1, 2):
     assert resolve_impl("auto", m) is GemmImpl.MMA_GEMV
-  assert resolve_impl("auto", 5) is GemmImpl.PACKED
+  for m in (3, 4, 5, 8):
+    assert resolve_impl("auto", m) is GemmImpl.INT8_GEMV
+    assert resolve_impl("auto", m, mode="exact") is GemmImpl.INT8_GEMV
+  for m in (3, 4):  # fast mode, or activations already prepared as float16 paths
+    assert resolve_impl("auto", m, mode="fast") is GemmImpl.MMA_GEMV
+    assert resolve_impl("auto", m, mode=None) is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", 5, mode="fast") is GemmImpl.PACKED
   # where its 64-row, 64-K tiles do not fit the weight, AUTO runs the GEMV at M = 1
   # and PACKED from M = 2
-  assert resolve_impl("auto", 3, 4096, 4096) is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", 3, 4096, 4096) is GemmImpl.INT8_GEMV
+  assert resolve_impl("auto", 3, 4096, 4096, mode="fast") is GemmImpl.MMA_GEMV
   assert resolve_impl("auto", 1, 48, 128) is GemmImpl.GEMV
   assert resolve_impl("auto", 2, 48, 128) is GemmImpl.PACKED
   assert resolve_impl("auto", 3, 48, 128) is GemmImpl.PACKED
   assert prep_layout("auto", 3, None, 48, 128) is PathLayout.MMA
-  assert prep_layout("auto", 3) is PathLayout.GEMV
+  assert prep_layout("auto", 3) is PathLayout.INT8
+  assert prep_layout("auto", 3, mode="fast") is PathLayout.GEMV
   # M = 2 at both big shapes (run 23: 29.4 against the GEMV's 39.0 us at K = 14336)
   assert resolve_impl("auto", 2, 4096, 14336) is GemmImpl.MMA_GEMV
   assert resolve_impl("auto", 2, 14336, 4096) is GemmImpl.MMA_GEMV
