@@ -48,9 +48,12 @@ class GemmImpl(enum.Enum):
 # where the MMA GEMV's tiles do not divide the weight.
 GEMV_AUTO_MAX_M = 1
 MMA_GEMV_AUTO_MAX_M = 4
-# Exact mode at M = 3-8: the int8 GEMV (run 50, 4096x14336, M = 4: 31.3 us against the
-# MMA GEMV's 51.6; at M = 1-2 it was not faster: runs 50-51).
-INT8_GEMV_AUTO_M = (3, 8)
+# Exact mode at M = 3-4: the int8 GEMV (run 52, M = 4, tiled weights, 4096x14336 /
+# 14336x4096: 35.0 / 46.7 us against the MMA GEMV's 52.0 / 56.4 and PACKED's 57.6 /
+# 51.9; M = 3 not timed: the MMA GEMV took 45.7 / 49.3 us there in run 30, more than
+# the int8 GEMV at M = 4). At M = 1-2 it was not faster (runs 50-51); M = 5-8 were not
+# timed against PACKED.
+INT8_GEMV_AUTO_M = (3, 4)
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
 
@@ -59,7 +62,7 @@ def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
                  mode: PathMode | str | None = PathMode.EXACT) -> GemmImpl:
   """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M, the path mode
   and, where given, the weight's N and K. Where the 64-row, 64-K tiles divide N and K:
-  in exact mode the int8 GEMV at M = 3-8 (INT8_GEMV_AUTO_M), else the MMA GEMV at
+  in exact mode the int8 GEMV at M = 3-4 (INT8_GEMV_AUTO_M), else the MMA GEMV at
   M <= 4; otherwise the GEMV at M = 1 and PACKED up to M = 64. mode=None: activations
   already prepared as float16 paths (the int8 GEMV reads PathLayout.INT8 only)."""
   impl = GemmImpl(impl)

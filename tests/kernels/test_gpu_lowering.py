@@ -81,6 +81,23 @@ def test_mma_gemv_lowers(m, mode, warps):
     assert "sharq_mma_gemv" in text
 
 
+@pytest.mark.parametrize("m,layout,cfg", [
+    (1, WeightLayout.TILES_64, MmaGemvConfig(split_k=2, prefetch=4, queue_words=True)),
+    (3, WeightLayout.ROWS, MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=1,
+                                         queue_words=True))])
+def test_int8_gemv_and_its_prep_lower(m, layout, cfg):
+  w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)
+  prepared = Prepared(paths=(jnp.ones((m, 512), jnp.int8),) * 2, scale=jnp.float32(1),
+                      rstd=None, mode=PathMode.EXACT, layout=PathLayout.INT8,
+                      block_scales=(jnp.ones((m, 32), jnp.float32),) * 2)
+  text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="int8_gemv", config=cfg),
+                         prepared, w.to_layout(layout))
+  assert "sharq_int8_gemv" in text
+  text = _lower_for_cuda(lambda x: sharq_prep(x, layout=PathLayout.INT8),
+                         jnp.ones((m, 512), jnp.bfloat16))
+  assert "sharq_prep" in text
+
+
 def test_packed_dense_and_expand_lower(weight):
   packed = PackedGemmConfig(block_m=16, block_n=32, block_k=64, split_k=7)
   assert "sharq_packed_gemm" in _lower_for_cuda(

@@ -128,8 +128,9 @@ def test_the_prep_writes_the_layout_the_gemm_reads(weight):
   between the kernels) and in the MMA layout elsewhere."""
   _, _, pw = weight
   assert prep_layout("auto", 1) is PathLayout.GEMV
-  assert prep_layout("auto", 5) is PathLayout.INT8  # exact mode: the int8 GEMV
-  assert prep_layout("auto", 5, mode="fast") is PathLayout.MMA
+  assert prep_layout("auto", 4) is PathLayout.INT8  # exact mode: the int8 GEMV
+  assert prep_layout("auto", 4, mode="fast") is PathLayout.GEMV
+  assert prep_layout("auto", 5) is PathLayout.MMA
   assert prep_layout("auto", 9) is PathLayout.MMA
   assert prep_layout("auto", 1, PackedGemmConfig(block_m=16, block_n=32)) is PathLayout.MMA
   def ops(m, impl):
@@ -167,10 +168,11 @@ def test_gemv_limits_and_auto_pick(weight):
                config=GemvConfig(block_n=128), interpret=True)
   # measured (sessions 6-7): the MMA GEMV beats the GEMV at M <= 4 (with its prefetch
   # queue at M = 1)
-  # queue at M = 1); session 12: the int8 GEMV beats both at M = 3-8 in exact mode
+  # queue at M = 1); session 12: the int8 GEMV beats both at M = 4 in exact mode
   for m in (1, 2):
     assert resolve_impl("auto", m) is GemmImpl.MMA_GEMV
-  for m in (3, 4, 5, 8):
+  assert resolve_impl("auto", 5) is GemmImpl.PACKED
+  for m in (3, 4):
     assert resolve_impl("auto", m) is GemmImpl.INT8_GEMV
     assert resolve_impl("auto", m, mode="exact") is GemmImpl.INT8_GEMV
   for m in (3, 4):  # fast mode, or activations already prepared as float16 paths
