@@ -51,8 +51,8 @@ MMA_GEMV_AUTO_MAX_M = 4
 # Exact mode at M = 3-4: the int8 GEMV (run 52, M = 4, tiled weights, 4096x14336 /
 # 14336x4096: 35.0 / 46.7 us against the MMA GEMV's 52.0 / 56.4 and PACKED's 57.6 /
 # 51.9; M = 3 not timed: the MMA GEMV took 45.7 / 49.3 us there in run 30, more than
-# the int8 GEMV at M = 4). At M = 1-2 it was not faster (runs 50-51); M = 5-8 were not
-# timed against PACKED.
+# the int8 GEMV at M = 4). At M = 1-2 it was not faster (runs 50-51); at M = 8 PACKED
+# was (run 54, 4096x14336: 57.9 against 66.6 us); M = 5-7 were not timed.
 INT8_GEMV_AUTO_M = (3, 4)
 PACKED_MAX_M = 64  # measured crossover on the H200 (BENCHMARKS.md)
 
