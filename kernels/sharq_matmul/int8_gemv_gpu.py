@@ -1,39 +1,42 @@
-"""SharQ GEMV on FP8 tensor cores (Pallas, Triton lowering): E2M1 codes × E2M1 codes.
+"""SharQ GEMV on int8 tensor cores (Pallas, Triton lowering): E2M1 codes × E2M1 codes.
 
-The float16 MMA GEMV (mma_gemv_gpu) spends most of its ~152 instructions per warp and
-step turning nibbles into scaled float16 weights (kernels/NOTES.md, v11). Here the
-products run on E2M1 *codes* and the block scales are applied to the sums afterwards:
+The float16 MMA GEMV (mma_gemv_gpu) turns every nibble into a scaled float16 weight
+(~83 of its ~152 SASS per warp and step, kernels/NOTES.md v11). Here the products run
+on the codes and the block scales are applied to the sums afterwards:
 
-- every E2M1 value is an E4M3 value, so a weight nibble becomes an E4M3 byte by a
-  table lookup: `prmt` with the 8 magnitude bytes as its table and the nibbles as its
-  selectors gives four bytes per instruction, and a second `prmt` whose table is all
-  0x7F turns each nibble's sign bit into the byte's (a selector nibble with bit 3 set
-  replicates the chosen byte's top bit, 0, there);
-- the activations arrive the same way, as E4M3 bytes of their E2M1 values
-  (PathLayout.E4M3) with their block scales apart (float32, per 16 columns);
-- `mma.sync.m16n8k32.e4m3` multiplies them: each product of two E2M1 values is a
-  multiple of 1/4 below 36, so the 16 products a lane's row gets per step sum exactly
-  (< 2^12 quarters) whatever the tensor core's internal accumulator width;
-- per step and row, float32 FMAs add sum · (weight block scale · activation block
-  scale) to the row's accumulator: the scale product is exact (two E4M3 values), so
-  each step's term is exact and only the float32 summation order differs from the
-  reference.
+- 2 × an E2M1 value is an integer in [-12, 12]. A weight nibble becomes that int8 by a
+  table lookup: `prmt` with the 8 doubled magnitudes as its table and 4 nibbles as its
+  selectors gives 4 bytes per instruction. A selector nibble with bit 3 (the E2M1 sign)
+  set makes prmt replicate the chosen byte's top bit, 0 here, so that lookup keeps the
+  positive nibbles and zeroes the negative ones; the same lookup on the word with its
+  sign bits flipped gives the negative nibbles' magnitudes. Two int8 MMA chains
+  (positive, negative) and one int32 subtraction give Σ (2w)(2x) exactly.
+- The activations arrive as int8 too (PathLayout.INT8: the two paths' doubled E2M1
+  values, with their float32 block scales per 16 columns apart), written by the prep.
+- `mma.sync.m16n8k32.s32.s8.s8` (IMMA, native on sm_90; an e4m3 mma.sync is emulated
+  there by conversions to float16) multiplies them in int32: exact.
+- Per step and row, float32 FMAs add sum · (weight block scale · activation block scale)
+  to the row's accumulator; the scale product of two E4M3 values is exact and so is each
+  term, so only the float32 summation order differs from the reference. The wrapper
+  multiplies by s · s_w / 4.
 
 Lanes and fragments. Triton gives the code tile (rows as the leading dims, 2 words = 16
 weights per thread and row group) a layout in which the 32 lanes of a warp hold 32
 different rows and the same 16 K positions (mma_gemv_gpu explains it; the H200 checks
 compare every shape with the float32 reference). A lane supplies its own two rows'
 bytes as A's rows g and g+8. B's column n takes activations only from the lane of quad
-position t = n // 2 (of its column group g = n), column parity n % 2 choosing the path:
-then D[g][2t] and D[g][2t+1] — the C registers of lane (g, t) — are that lane's own row
-times the backbone and the residual, and no value crosses lanes, before or after.
+position t = n // 2 (of column group g = n), the column's parity choosing the path; the
+lane picks its column in the asm from %laneid (loads masked by tile position gave wrong
+sums on the H200, run 50). Then D[g][2t] and D[g][2t+1], the C registers of lane
+(g, t), are that lane's own row times the backbone and the residual: no value crosses
+lanes after the MMAs.
 
 Bad input: a NaN/Inf weight block (E4M3 scale 0x7F) gives a NaN scale, which reaches
-only its own row's accumulator (the codes themselves are finite, so no NaN enters the
-MMAs); a NaN activation block scale poisons its token's outputs, as in the reference.
+only its own row's accumulator (codes are finite, so no NaN enters the MMAs); a NaN
+activation block scale poisons its token's outputs, as in the reference.
 
-Scope: exact mode only (a fast-mode sum Ŝ + R̂ is not an E2M1 value), M <= 8 tokens,
-each a pair of paths in one MMA group; N and K multiples of 64.
+Scope: exact mode only (a fast-mode sum Ŝ + R̂ is not an E2M1 value), M <= 8 tokens (one
+MMA group per token and step), N and K multiples of 64.
 """
 
 from __future__ import annotations
