@@ -63,10 +63,10 @@ class SharQLinear(nnx.Module):
   sharding. ``interpret`` runs the kernels in Pallas interpret mode (CPU tests).
 
   ``weight_layout`` (a kernels ``WeightLayout`` or its value; None: ROWS) stores that
-  copy tile by tile with ``WeightLayout.TILES_64``, which the MMA GEMV streams faster
-  at M = 1-2 and in fast mode at M = 4 (the H200, kernels/NOTES.md v11; exact mode at
-  M = 4 is about even), while M > 4 pays one conversion pass per call. A weight whose
-  N or K is not a multiple of 64 keeps ROWS.
+  copy tile by tile with ``WeightLayout.TILES_64``, which the GEMVs stream faster at
+  M = 1-4 (the H200, kernels/NOTES.md v11-v12: the MMA GEMV at M = 1-2 and in fast mode
+  at M = 4, the int8 GEMV in exact mode at M = 3-4), while M > 4 pays one conversion
+  pass per call. A weight whose N or K is not a multiple of 64 keeps ROWS.
   """
 
   def __init__(self, qweight: methods.QuantizedWeight, bias: jax.Array | None,
