@@ -274,6 +274,7 @@ def sec_linear(rec, key, weights, ms, best, interpret: bool, timer: Timer = Time
       for mode in PathMode:  # the int8 GEMV is exact mode's: fast mode runs AUTO's pick
         mode_impl = (resolve_impl(GemmImpl.AUTO, m, n, k, mode)
                      if impl is GemmImpl.INT8_GEMV else impl)
+        row[f"impl_{mode.value}"] = mode_impl.value
         runs.append((f"sharq_{mode.value}", functools.partial(
             sharq_matmul, mode=mode, impl=mode_impl, gemm_config=cfg, interpret=interpret),
             s4))

@@ -440,6 +440,7 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
       for mode in PathMode:  # the int8 GEMV is exact mode's: fast mode runs AUTO's pick
         mode_impl = (resolve_impl(GemmImpl.AUTO, m, n, k, mode)
                      if impl is GemmImpl.INT8_GEMV else impl)
+        row[f"impl_{mode.value}"] = mode_impl.value
         run(f"sharq_{mode.value}", lambda x, w, mode=mode, mode_impl=mode_impl: sharq_matmul(
             x, w, mode=mode, impl=mode_impl, gemm_config=cfg, prep_config=pcfg), setsq, pbytes)
       prs = [sharq_prep(x, config=pcfg, layout=prep_layout(impl, m, cfg)) for x in xs]

@@ -137,7 +137,7 @@ def main():
                [(p8s[j], tiled4[j % c4]) for j in range(calls)]),
               ("int8_default_rows", functools.partial(gemm, impl="int8_gemv"),
                [(p8s[j], rows4[j % c4]) for j in range(calls)])]
-      if m >= 3:  # AUTO's kernel there before the int8 GEMV (row-major weights)
+      if m >= 3:  # the tensor-core kernel AUTO runs from M = 5 (row-major weights)
         pms = [sharq_prep(x, interpret=interpret) for x in xs]
         runs.append(("packed", functools.partial(gemm, impl="packed"),
                      [(pms[j], rows4[j % c4]) for j in range(calls)]))

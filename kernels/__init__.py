@@ -12,7 +12,8 @@ lowering; interpret mode on the CPU for tests), a frozen tile config and default
                  SharQ GEMM (`sharq_gemm`, AUTO by M and mode: the float16 MMA GEMV at
                  M <= 2, the int8 GEMV at M = 3-4 in exact mode, the MMA GEMV there in
                  fast mode, the packed tensor-core kernel to M = 64, the expanded-weight
-                 prefill path beyond; the CUDA-core and fragment GEMVs on request) and
+                 prefill path beyond; the CUDA-core GEMV at M = 1 where the MMA GEMV's
+                 tiles do not fit, the fragment GEMV on request) and
                  the full layer `sharq_matmul(x, packed_weight, ...)`
   dispatch.py    what sharq_jax.linear.sharq_dot(backend="pallas"|"auto") calls
   common.py      bit-exact numerics helpers shared by the kernels

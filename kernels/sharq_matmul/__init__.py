@@ -1,6 +1,7 @@
 """SharQ GEMM: prepared activations × packed FP4 weights (one weight read, two paths)."""
 
-from sharq_jax.kernels.sharq_matmul.api import (GEMV_AUTO_MAX_M, MMA_GEMV_AUTO_MAX_M,
+from sharq_jax.kernels.sharq_matmul.api import (GEMV_AUTO_MAX_M, INT8_GEMV_AUTO_M,
+                                                MMA_GEMV_AUTO_MAX_M,
                                                 PACKED_MAX_M, GemmImpl,
                                                 prep_layout, resolve_impl,
                                                 sharq_gemm, sharq_gemm_reference,
@@ -27,7 +28,8 @@ from sharq_jax.kernels.sharq_matmul.pallas_gpu import (dense_gemm, expand_weight
 
 __all__ = ["GemmImpl", "GEMV_AUTO_MAX_M", "GEMV_MAX_M", "GemvConfig", "default_gemv_config",
            "gemv", "MMA_GEMV_AUTO_MAX_M", "MMA_GEMV_MAX_M", "MmaGemvConfig",
-           "default_mma_gemv_config", "mma_gemv", "INT8_GEMV_MAX_M", "default_int8_gemv_config",
+           "default_mma_gemv_config", "mma_gemv", "INT8_GEMV_MAX_M", "INT8_GEMV_AUTO_M",
+           "default_int8_gemv_config",
            "int8_gemv", "FRAGMENT_GEMV_MAX_M", "FragmentGemvConfig",
            "default_fragment_gemv_config", "fragment_gemv", "PACKED_MAX_M", "prep_layout",
            "resolve_impl", "sharq_gemm",

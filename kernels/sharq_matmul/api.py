@@ -63,8 +63,10 @@ def resolve_impl(impl: GemmImpl | str, m: int, n: int | None = None,
   """The GEMM that runs for M tokens: impl itself, or AUTO's pick by M, the path mode
   and, where given, the weight's N and K. Where the 64-row, 64-K tiles divide N and K:
   in exact mode the int8 GEMV at M = 3-4 (INT8_GEMV_AUTO_M), else the MMA GEMV at
-  M <= 4; otherwise the GEMV at M = 1 and PACKED up to M = 64. mode=None: activations
-  already prepared as float16 paths (the int8 GEMV reads PathLayout.INT8 only)."""
+  M <= 4; otherwise the GEMV at M = 1 and PACKED up to M = 64. The default mode
+  (EXACT) is what sharq_matmul runs in exact mode; sharq_gemm on activations already
+  prepared as float16 paths corresponds to mode=None (the int8 GEMV reads
+  PathLayout.INT8 only)."""
   impl = GemmImpl(impl)
   if impl is GemmImpl.AUTO:
     fits = n is None or mma_gemv_fits(n, k)
@@ -131,7 +133,8 @@ def _impl_for(impl: GemmImpl, config, m: int, n: int | None = None,
     return wanted[0]
   if impl not in wanted:
     raise TypeError(f"sharq_gemm: impl={impl.value} cannot take a "
-                    f"{type(config).__name__} (it configures {wanted[0].value})")
+                    f"{type(config).__name__} (it configures "
+                    f"{' or '.join(w.value for w in wanted)})")
   return impl
 
 
@@ -142,6 +145,9 @@ def prep_layout(impl: GemmImpl | str, m: int, config=None, n: int | None = None,
   (sharq_prep(..., layout=)) and no conversion runs before the GEMM."""
   impl = _impl_for(GemmImpl(impl), config, m, n, k, PathMode(mode))
   if impl is GemmImpl.INT8_GEMV:
+    if PathMode(mode) is not PathMode.EXACT:
+      raise ValueError("impl=int8_gemv multiplies exact mode's two paths (E2M1 codes); "
+                       "fast mode's Ŝ + R̂ is not one: use mode='exact' or another impl")
     return PathLayout.INT8
   gemv_kernel = _GEMVS.get(impl)
   return gemv_kernel.layout if gemv_kernel else PathLayout.MMA
@@ -178,9 +184,14 @@ def sharq_gemm(prepared: Prepared, w: PackedWeight, *, bias=None, out_dtype=jnp.
   m, k = prepared.paths[0].shape
   if k != w.k:
     raise ValueError(f"sharq_gemm: activations have K={k} but the weight has K={w.k}")
-  # AUTO picks the int8 GEMV only for activations prepared for it.
-  impl = _impl_for(GemmImpl(impl), config, m, w.n, k,
-                   PathMode.EXACT if prepared.layout is PathLayout.INT8 else None)
+  # AUTO picks the int8 GEMV only for activations prepared for it (and, given an
+  # MmaGemvConfig, runs it rather than converting them for the float16 MMA GEMV).
+  int8_ready = prepared.layout is PathLayout.INT8
+  asked = GemmImpl(impl)
+  impl = _impl_for(asked, config, m, w.n, k, PathMode.EXACT if int8_ready else None)
+  if (int8_ready and asked is GemmImpl.AUTO and isinstance(config, MmaGemvConfig)
+      and m <= int8_gemv_gpu.INT8_GEMV_MAX_M):
+    impl = GemmImpl.INT8_GEMV
   if impl not in (GemmImpl.MMA_GEMV, GemmImpl.INT8_GEMV):
     w = rows_weight(w)
   out_dtype = jnp.dtype(out_dtype)
@@ -239,7 +250,7 @@ def sharq_matmul(x: jax.Array, w: PackedWeight, *, bias=None, gamma=None,
     gamma, eps: optional RMSNorm weight (K,) and epsilon.
     mode: PathMode.EXACT or PathMode.FAST.
     out_dtype: output dtype (x's dtype if None).
-    impl: GEMM implementation (GemmImpl.AUTO picks by M).
+    impl: GEMM implementation (GemmImpl.AUTO picks by M and mode).
     prep_config, gemm_config: tile configs (defaults by shape).
     interpret: run the Pallas kernels in interpret mode (CPU tests).
   """

@@ -390,9 +390,10 @@ def default_mma_gemv_config(m: int, n: int, k: int,
 
 def default_int8_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
   """Int8 GEMV tile (int8_gemv_gpu; either weight layout): 64 rows, K split 16 (fewer
-  where K needs it), code words 4 steps ahead (runs 50-51, tiled weights, 4096x14336 /
-  14336x4096: split 16 took 18.3 / 21.3 us at M = 1, 22.2 / 24.5 at M = 2 and 31.3 at
-  M = 4, against split 8's 19.7 / 21.9, 29.0 / 30.9 and 37.2)."""
+  where K needs it), code words 4 steps ahead (run 51, tiled weights, 4096x14336 /
+  14336x4096: split 16 took 18.3 / 21.3 us at M = 1 and 22.2 / 24.5 at M = 2 against
+  split 8's 19.7 / 21.9 and 29.0 / 30.9; run 52 at M = 4: 35.0 / 46.7 against split 8
+  with the activations one step ahead, 38.8 / 46.4)."""
   del m, n
   return MmaGemvConfig(split_k=_split_fitting_k(16, k, MmaGemvConfig()), prefetch=4,
                        queue_words=True)

@@ -264,6 +264,12 @@ def int8_gemv(codes, block_scales, w: PackedWeight, *, act_scale: jax.Array, bia
   if any(c.dtype != jnp.int8 or c.shape != (m, k) for c in codes):
     raise ValueError("int8_gemv: codes must be int8 (M, K) arrays of one shape, got "
                      f"{[(c.dtype, c.shape) for c in codes]}")
+  if any(jnp.shape(s) != (m, k // 16) for s in block_scales):
+    raise ValueError(f"int8_gemv: block_scales must be ({m}, {k // 16}) arrays (one scale "
+                     "per 16 columns; the backbone's 32-block scale twice), got "
+                     f"{[jnp.shape(s) for s in block_scales]}")
+  if k != w.k:
+    raise ValueError(f"int8_gemv: activations have K={k} but the weight has K={w.k}")
   config.check(m, w.n, k)
   n_iter = k // (config.split_k * config.block_k)
   tiled = check_weight_tile(w, config, "int8_gemv")

@@ -230,7 +230,8 @@ def sharq_prep(x: jax.Array, *, gamma: jax.Array | None = None, eps: float = 1e-
     interpret: run the Pallas kernel in interpret mode (CPU tests).
 
   Returns:
-    Prepared with float16 (M, K) paths in `layout`, M = prod(x.shape[:-1]).
+    Prepared with float16 (M, K) paths in `layout`, M = prod(x.shape[:-1]); in
+    PathLayout.INT8 int8 (M, K) paths and float32 (M, K/16) block_scales.
   """
   mode, layout = PathMode(mode), PathLayout(layout)
   k = x.shape[-1]

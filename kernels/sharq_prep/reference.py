@@ -41,7 +41,8 @@ class PathMode(enum.Enum):
 
 
 class PathLayout(enum.Enum):
-  """How the prepared float16 paths are stored, for the GEMM kernel that reads them."""
+  """How the prepared paths are stored, for the GEMM kernel that reads them: float16
+  in a column order, or (INT8) as int8 codes with their block scales apart."""
 
   # (M, K), column k of X in column k: the operand of the tensor-core and XLA GEMMs.
   MMA = "mma"

@@ -134,12 +134,8 @@ class Warp:
         r[a[0]] = v(1)
       elif op in ("and.b32",):
         r[a[0]] = v(1) & v(2)
-      elif op == "or.b32":
-        r[a[0]] = v(1) | v(2)
       elif op == "xor.b32":
         r[a[0]] = v(1) ^ v(2)
-      elif op == "not.b32":
-        r[a[0]] = ~v(1) & _MASK
       elif op == "prmt.b32":
         r[a[0]] = _prmt(v(1), v(2), v(3))
       elif op == "sub.s32":

@@ -84,6 +84,8 @@ def test_mma_gemv_lowers(m, mode, warps):
 @pytest.mark.parametrize("m,layout,cfg", [
     (1, WeightLayout.TILES_64, MmaGemvConfig(split_k=2, prefetch=4, queue_words=True)),
     (3, WeightLayout.ROWS, MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=1,
+                                         queue_words=True)),
+    (2, WeightLayout.ROWS, MmaGemvConfig(split_k=2, num_warps=8, prefetch=4,
                                          queue_words=True))])
 def test_int8_gemv_and_its_prep_lower(m, layout, cfg):
   w = pack_weight_from_float(jnp.linspace(-1, 1, 128 * 512).reshape(128, 512) * 0.1)

@@ -1,6 +1,7 @@
 """The int8 GEMV and the PathLayout.INT8 preparation (interpret mode) against float32
 XLA references, the core decomposition and the NumPy contract."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,8 +9,8 @@ import pytest
 from sharq_jax import methods
 from sharq_jax.kernels.sharq_matmul import (GemmImpl, MmaGemvConfig, WeightLayout,
                                             default_int8_gemv_config, int8_gemv, pack_weight,
-                                            resolve_impl, sharq_gemm, sharq_gemm_reference,
-                                            sharq_matmul)
+                                            prep_layout, resolve_impl, sharq_gemm,
+                                            sharq_gemm_reference, sharq_matmul)
 from sharq_jax.kernels.sharq_prep import (PathLayout, PathMode, sharq_prep,
                                           sharq_prep_reference, to_layout)
 from sharq_jax.kernels.sharq_prep.reference import sharq_prep_numpy
@@ -94,22 +95,31 @@ def test_bad_input_poisons_its_rows_and_tokens_only(weight):
   assert np.isnan(y[1]).all() and not np.isnan(y[0]).any()
 
 
-def test_auto_runs_it_in_exact_mode_at_m_3_and_4(weight):
-  x = _x(3, seed=21)
+@pytest.mark.parametrize("m", [3, 4])
+def test_auto_runs_it_in_exact_mode_at_m_3_and_4(weight, m):
+  x = _x(m, seed=21)
+  assert resolve_impl("auto", m, 128, 256) is GemmImpl.INT8_GEMV
   ops = ops_outside_kernels(lambda v: sharq_matmul(v, weight, interpret=True), x)
   assert "pallas_call" in ops and "transpose" not in ops
+  jaxpr = str(jax.make_jaxpr(lambda v: sharq_matmul(v, weight, interpret=True))(x))
+  assert "sharq_int8_gemv" in jaxpr and "sharq_mma_gemv" not in jaxpr
   y = sharq_matmul(x, weight, out_dtype=jnp.float32, interpret=True)
   ref = sharq_gemm_reference(sharq_prep(x, interpret=True), weight)
   assert data.rel(y, ref) < 1e-6
   y_int8 = sharq_matmul(x, weight, impl="int8_gemv", out_dtype=jnp.float32, interpret=True)
   np.testing.assert_array_equal(np.asarray(y), np.asarray(y_int8))
   # fast mode keeps the MMA GEMV (its Ŝ + R̂ path is not an E2M1 value)
-  assert resolve_impl("auto", 3, 128, 256, mode="fast") is GemmImpl.MMA_GEMV
+  assert resolve_impl("auto", m, 128, 256, mode="fast") is GemmImpl.MMA_GEMV
   yf = sharq_matmul(x, weight, mode="fast", out_dtype=jnp.float32, interpret=True)
   assert data.rel(yf, ref) < 1e-2
-  # AUTO on float16 paths never asks for the int8 layout
+  # AUTO on float16 paths never asks for the int8 layout; on INT8 paths with an
+  # MmaGemvConfig it runs the int8 GEMV (no conversion to float16 paths)
   f16 = sharq_prep(x, interpret=True)
   assert data.rel(sharq_gemm(f16, weight, interpret=True), ref) < 1e-6
+  p8 = sharq_prep(x, layout=PathLayout.INT8, interpret=True)
+  jaxpr = str(jax.make_jaxpr(lambda p: sharq_gemm(p, weight, config=_CFG,
+                                                   interpret=True))(p8))
+  assert "sharq_int8_gemv" in jaxpr
 
 
 def test_default_config_splits_k_16_ways_where_it_can():
@@ -128,13 +138,19 @@ def test_wrong_inputs_raise_clear_errors(weight):
     sharq_gemm(sharq_prep(x, interpret=True), weight, impl="int8_gemv", interpret=True)
   with pytest.raises(ValueError, match="not a column order"):
     to_layout(jnp.ones((2, 256), jnp.float16), PathLayout.INT8)
+  with pytest.raises(ValueError, match="mode='exact'"):
+    prep_layout("int8_gemv", 2, mode="fast")
   prep = sharq_prep(_x(9), layout=PathLayout.INT8, interpret=True)
   with pytest.raises(ValueError, match="M = 9"):
     int8_gemv(prep.paths, prep.block_scales, weight, act_scale=prep.scale, config=_CFG,
               interpret=True)
-  with pytest.raises(ValueError, match="int8"):
-    int8_gemv(tuple(p.astype(jnp.uint8) for p in prep.paths[:1] * 2), prep.block_scales,
+  prep = sharq_prep(x, layout=PathLayout.INT8, interpret=True)
+  with pytest.raises(ValueError, match="must be int8"):
+    int8_gemv(tuple(p.astype(jnp.uint8) for p in prep.paths), prep.block_scales,
               weight, act_scale=prep.scale, config=_CFG, interpret=True)
+  with pytest.raises(ValueError, match="one scale per 16 columns"):
+    int8_gemv(prep.paths, tuple(s[:, ::2] for s in prep.block_scales), weight,
+              act_scale=prep.scale, config=_CFG, interpret=True)
   # other kernels take INT8 activations through their float16 paths
   small = sharq_prep(x, layout=PathLayout.INT8, interpret=True)
   assert data.rel(sharq_gemm(small, weight, impl="packed", interpret=True),
