@@ -75,6 +75,7 @@ def _decode_lines(word: str, regs: str) -> list[str]:
           f"prmt.b32 {regs}p1, tlo, thi, top;", f"prmt.b32 {regs}n1, tlo, thi, neg;"]
 
 
+@functools.cache  # the same text for every token and step of every trace
 def _step_asm() -> str:
   """One step (16 K per lane) for one token, pack 2: $0, $1 the new accumulators of
   row groups 0 and 1; inputs the code words of groups 0 ($2, $3) and 1 ($4, $5); the
