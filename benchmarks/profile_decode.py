@@ -35,7 +35,8 @@ _bootstrap.setup()
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from sharq_jax.kernels.sharq_matmul import pack_weight_from_float, sharq_matmul  # noqa: E402
+from sharq_jax.kernels.sharq_matmul import (MmaGemvConfig, WeightLayout,  # noqa: E402
+                                            pack_weight_from_float, sharq_matmul)
 from sharq_jax.kernels.sharq_matmul import specs as mm_specs  # noqa: E402
 
 
@@ -60,21 +61,31 @@ def main():
                   "big shapes: beyond the 60 MB L2)")
   ap.add_argument("--impl", default="auto", help="GEMM impl (GemmImpl value)")
   ap.add_argument("--mode", default="exact", help="path mode: exact or fast")
+  ap.add_argument("--weight_layout", default="rows", choices=[l.value for l in WeightLayout],
+                  help="how the packed weight is stored (tiles_64: the tensor-core GEMVs' "
+                  "contiguous tiles)")
+  ap.add_argument("--gemm_config", default="",
+                  help="MmaGemvConfig fields for the (MMA or int8) GEMV, e.g. "
+                  "'split_k=8,prefetch=4,queue_words=True' (default: the impl's default)")
   ap.add_argument("--smoke", action="store_true",
                   help="CPU smoke test: one tiny shape, kernels in interpret mode")
   args = ap.parse_args()
   if args.smoke:
     args.shapes, args.calls, args.copies = "256x64", 2, 2
     harness.WARMUP_SECONDS = 0.0
+  gemm_config = (harness.parse_tiles(args.gemm_config, MmaGemvConfig)[0]
+                 if args.gemm_config else None)
   key = jax.random.PRNGKey(0)
   for shape in args.shapes.split(","):
     k, n = map(int, shape.split("x"))
     copies = args.copies
     ws = [mm_specs.heavy_weight(jax.random.fold_in(key, i), n, k) for i in range(copies)]
-    pws = [pack_weight_from_float(w.astype(jnp.float32)) for w in ws]
+    pws = [pack_weight_from_float(w.astype(jnp.float32), WeightLayout(args.weight_layout))
+           for w in ws]
     xs = [mm_specs.heavy_activations(jax.random.fold_in(key, 100 + i), args.m, k)
           for i in range(args.calls)]
     sharq = jax.jit(lambda x, w: sharq_matmul(x, w, impl=args.impl, mode=args.mode,
+                                              gemm_config=gemm_config,
                                               interpret=args.smoke))
     bf16 = jax.jit(lambda x, w: jnp.dot(x, w.T))
     for name, fn, wl in (("sharq", sharq, pws), ("bf16", bf16, ws)):
