@@ -13,7 +13,8 @@ OUT/results.jsonl.
     python3 benchmarks/probe_int8_gemv.py --smoke   # CPU: interpret mode, tiny shapes
 
 --tiles replaces the int8 tiles tried (semicolon-separated MmaGemvConfig fields, e.g.
-"split_k=8,prefetch=4;split_k=4,prefetch=8").
+"split_k=8,prefetch=4;split_k=4,prefetch=8"); --mma_tiles adds float16 MMA GEMV tiles
+(checked and timed on the tiled weight).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def main():
   ap.add_argument("--smoke", action="store_true", help="interpret mode, tiny shapes (CPU)")
   ap.add_argument("--tiles", default="", help="int8 GEMV tiles (MmaGemvConfig fields)")
   ap.add_argument("--shapes", default="4096x14336,14336x4096", help="KxN shapes")
+  ap.add_argument("--mma_tiles", default="",
+                  help="float16 MMA GEMV tiles to check and time on the tiled weight too")
   args = ap.parse_args()
   rec = harness.Recorder(args.out, args.budget_s)
   interpret = args.smoke
   tiles = (harness.parse_tiles(args.tiles, MmaGemvConfig) if args.tiles
            else SMOKE_TILES if args.smoke else TILES)
+  mma_tiles = harness.parse_tiles(args.mma_tiles, MmaGemvConfig)
   shapes = ([(256, 128)] if args.smoke else
             [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
   key = jax.random.PRNGKey(0)
@@ -103,6 +107,12 @@ def main():
                                            interpret=interpret), ref)
           ok &= err < 1e-5
           rec.log(f"[check] k={k} n={n} m={m} int8_{lay} {cfg.tag()}: rel_err {err:.2e}")
+      pg = sharq_prep(x, layout=PathLayout.GEMV, interpret=interpret)
+      for cfg in mma_tiles:
+        err = harness.rel_err(sharq_gemm(pg, tiled4[0], impl="mma_gemv", config=cfg,
+                                         interpret=interpret), ref)
+        ok &= err < 1e-5
+        rec.log(f"[check] k={k} n={n} m={m} mma_t64 {cfg.tag()}: rel_err {err:.2e}")
       for lay, (_, wb) in stored.items():  # bad weights, default tile
         y = sharq_gemm(p8, wb, impl="int8_gemv", interpret=interpret)
         rb = sharq_gemm_reference(p16, w_bad)
@@ -143,6 +153,8 @@ def main():
                      [(pms[j], rows4[j % c4]) for j in range(calls)]))
       runs += [(f"int8_{c.tag()}_t64", functools.partial(gemm, impl="int8_gemv", config=c),
                 [(p8s[j], tiled4[j % c4]) for j in range(calls)]) for c in tiles]
+      runs += [(f"mma_{c.tag()}_t64", functools.partial(gemm, impl="mma_gemv", config=c),
+                [(pgs[j], tiled4[j % c4]) for j in range(calls)]) for c in mma_tiles]
       lin = functools.partial(sharq_matmul, interpret=interpret)
       runs += [("linear_mma_t64", functools.partial(lin, impl="mma_gemv"),
                 [(xs[j], tiled4[j % c4]) for j in range(calls)]),

@@ -28,6 +28,14 @@ def masked_store(ref, value, mask):
   return pl.store(ref, None, value, mask=mask)  # pragma: no cover
 
 
+def cta_barrier() -> None:
+  """bar.sync across the program's warps (inside a Pallas-Triton kernel). No memory
+  access crosses it, so ptxas cannot move a load issued before it to after it."""
+  if plgpu is None or not hasattr(plgpu, "debug_barrier"):  # pragma: no cover
+    raise NotImplementedError("this jax has no pallas.triton.debug_barrier")
+  plgpu.debug_barrier()
+
+
 def compiler_params(num_warps: int, num_stages: int):
   """Triton compiler parameters for pallas_call."""
   if plgpu is not None and hasattr(plgpu, "CompilerParams"):

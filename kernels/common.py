@@ -356,7 +356,7 @@ def words_to_bytes(words: jax.Array) -> jax.Array:
   return b.astype(jnp.uint8).reshape(*words.shape[:-1], words.shape[-1] * 4)
 
 
-def stream_queues(n_iter: int, streams, multiply, init):
+def stream_queues(n_iter: int, streams, multiply, init, *, after_loads=None):
   """fori_loop over n_iter K steps of a weight-streaming kernel, each stream's loads
   issued `depth` steps ahead of the arithmetic that uses them.
 
@@ -373,23 +373,34 @@ def stream_queues(n_iter: int, streams, multiply, init):
   slots (a copy would wait for its load to land); the steps left after the loop run in
   a peeled tail, which still loads ahead for the shallower rings. Depths are capped at
   n_iter; loads past the last step inside the loop are clamped to it (cache hits,
-  results unused).
+  results unused), and a slot whose loads would be past the last step in every
+  iteration loads nothing.
+
+  after_loads: called (no arguments) after the ring's first loads and after every
+  step's loads, in program order. ptxas schedules a load next to its first use when
+  nothing stops it (kernels/NOTES.md v13: in straight-line code every step waited a
+  full HBM round trip), so the GPU kernels pass a CTA barrier here, which no load
+  crosses.
   """
   depths = [min(max(int(d), 0), n_iter) for _, d in streams]
   unroll = math.lcm(*[d for d in depths if d] or [1])
   last = n_iter - 1
 
   def step(it, j, rings, acc, *, clamp):
-    loaded = []
+    loaded, issued = [], False
     for s, ((load, _), d) in enumerate(zip(streams, depths)):
       if not d:
         loaded.append(load(it))
         continue
       loaded.append(rings[s][j % d])
-      if clamp:  # inside the loop: it is traced
+      if clamp and j + d <= last:  # inside the loop (it traced); some iteration needs it
         rings[s][j % d] = load(jnp.minimum(it + d, last))  # issued before the arithmetic
-      elif it + d <= last:  # the tail: it is a Python int
+        issued = True
+      elif not clamp and it + d <= last:  # the tail: it is a Python int
         rings[s][j % d] = load(it + d)
+        issued = True
+    if issued and after_loads is not None:
+      after_loads()
     return multiply(it, *loaded, acc)
 
   def body(i, carry):
@@ -400,6 +411,8 @@ def stream_queues(n_iter: int, streams, multiply, init):
     return tuple(tuple(r) for r in rings), acc
 
   rings = tuple(tuple(load(q) for q in range(d)) for (load, _), d in zip(streams, depths))
+  if any(depths) and after_loads is not None:
+    after_loads()
   full = n_iter // unroll
   rings, acc = jax.lax.fori_loop(0, full, body, (rings, init))
   rings = [list(r) for r in rings]

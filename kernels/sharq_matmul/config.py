@@ -214,6 +214,11 @@ class MmaGemvConfig:
   # Triton keeps a loaded byte tile one byte per register, so a queued step costs ~4x
   # the registers of its words.
   queue_words: bool = False
+  # A CTA barrier after each step's loads (common.stream_queues' after_loads): without
+  # it ptxas moves queued loads down next to their first use, so in a loop-free
+  # program (prefetch >= its steps) every step waited a full HBM round trip
+  # (kernels/NOTES.md v13).
+  pin_loads: bool = False
   num_stages: int = 1
 
   block_k = 64  # K per step: two 32-blocks (the tile of the prototype the H200 checked)
@@ -229,7 +234,7 @@ class MmaGemvConfig:
     """Short name of the tile (the kernel's name in profiles carries it)."""
     return (f"n{self.block_n}s{self.split_k}{_prefetch_tag(self)}"
             f"{'i' if self.isolate_nan_rows else ''}"
-            f"{'w' if self.queue_words else ''}")
+            f"{'w' if self.queue_words else ''}{'b' if self.pin_loads else ''}")
 
   def check(self, m: int, n: int, k: int) -> None:
     """Raises ValueError if this config cannot tile (m, n, k)."""

@@ -212,7 +212,8 @@ def _kernel(x_ref, xs_ref, table_ref, w_ref, sc_ref, o_ref, *, m: int, cfg: MmaG
   if cfg.prefetch_activations:
     streams.append((load_x, cfg.prefetch_activations))
   accs = common.stream_queues(n_iter, streams, multiply,
-                              (jnp.zeros(shape, jnp.float32),) * m)
+                              (jnp.zeros(shape, jnp.float32),) * m,
+                              after_loads=_compat.cta_barrier if gpu and cfg.pin_loads else None)
   group = jax.lax.broadcasted_iota(jnp.int32, shape, 5)
   for tok, acc in enumerate(accs):
     for g in range(2):  # element g of a thread's pair is its row of group g

@@ -239,7 +239,9 @@ def _kernel(*refs, npaths: int, m: int, cfg: MmaGemvConfig, n_iter: int, tiled: 
   streams = [(load, cfg.prefetch)]
   if cfg.prefetch_activations:
     streams.append((load_x, cfg.prefetch_activations))
-  accs, flags = common.stream_queues(n_iter, streams, multiply, (zeros, no_flags))
+  accs, flags = common.stream_queues(
+      n_iter, streams, multiply, (zeros, no_flags),
+      after_loads=_compat.cta_barrier if gpu and cfg.pin_loads else None)
 
   col_index = {c: i for i, c in enumerate(c for s in sets for c in s if c is not None)}
   for tok in range(m):

@@ -233,3 +233,35 @@ def test_stream_queues_gives_each_stream_its_own_steps_loads_at_any_depths(depth
     for it in range(n_iter):
       want = (want * 31 + it + (it + 100) * 3 + it * 7 + 1000) % 2**32
     assert int(got) % 2**32 == want, (depths, n_iter)
+
+
+@pytest.mark.parametrize("depth,n_iter", [(4, 4), (4, 8), (2, 5), (4, 2)])
+def test_stream_queues_calls_after_loads_between_the_loads_and_their_step(depth, n_iter):
+  # Trace-time events: every load site, every after_loads call and every multiply, in
+  # program order. Each step's loads must be followed by after_loads before its
+  # multiply; where the ring holds all steps (n_iter <= depth) no load is traced after
+  # the first n_iter (the loop body's clamped loads would only repeat the last step).
+  events = []
+
+  def load(it):
+    events.append("load")
+    return jnp.asarray(it) + 100
+
+  def multiply(it, loaded, acc):
+    events.append("mul")
+    return acc * 31 + jnp.asarray(it) + loaded
+
+  got = C.stream_queues(n_iter, [(load, depth)], multiply, jnp.int32(0),
+                        after_loads=lambda: events.append("fence"))
+  want = 0
+  for it in range(n_iter):
+    want = (want * 31 + it + it + 100) % 2**32
+  assert int(got) % 2**32 == want
+  first = min(depth, n_iter)
+  assert events[:first + 1] == ["load"] * first + ["fence"]
+  for i, e in enumerate(events):
+    if e == "load":
+      nxt = events[i + 1:]
+      assert nxt[:nxt.index("mul")].count("fence") >= 1, events
+  if n_iter <= depth:
+    assert events.count("load") == n_iter, events

@@ -71,7 +71,7 @@ def test_mma_gemv_lowers(m, mode, warps):
          3: MmaGemvConfig(split_k=2, num_warps=warps, prefetch=3, prefetch_activations=True,
                           isolate_nan_rows=True),
          2: MmaGemvConfig(split_k=1, num_warps=warps, prefetch=4, prefetch_activations=2,
-                          queue_words=True)}[m]
+                          queue_words=True, pin_loads=True)}[m]
   text = _lower_for_cuda(lambda p, ww: sharq_gemm(p, ww, impl="mma_gemv", config=cfg),
                          _prepared(m, 512, mode), w)
   assert "sharq_mma_gemv" in text
@@ -82,7 +82,8 @@ def test_mma_gemv_lowers(m, mode, warps):
 
 
 @pytest.mark.parametrize("m,layout,cfg", [
-    (1, WeightLayout.TILES_64, MmaGemvConfig(split_k=2, prefetch=4, queue_words=True)),
+    (1, WeightLayout.TILES_64, MmaGemvConfig(split_k=2, prefetch=4, queue_words=True,
+                                             pin_loads=True)),
     (3, WeightLayout.ROWS, MmaGemvConfig(split_k=1, prefetch=2, prefetch_activations=1,
                                          queue_words=True)),
     (2, WeightLayout.ROWS, MmaGemvConfig(split_k=2, num_warps=8, prefetch=4,
