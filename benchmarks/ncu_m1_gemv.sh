@@ -40,7 +40,7 @@ pd=(python3 benchmarks/profile_decode.py --m 1 --weight_layout tiles_64 --calls 
     --copies 4 --shapes "$shape")
 profile int8_s16 sharq_int8_gemv --profile-from-start off -- "${pd[@]}" --impl int8_gemv
 
-profile mma_s8 sharq_mma_gemv --profile-from-start off -- "${pd[@]}" --impl mma_gemv
+profile mma_default sharq_mma_gemv --profile-from-start off -- "${pd[@]}" --impl mma_gemv
 profile stream_s16 sol_stream_tiles_64 -- python3 benchmarks/sol_stream.py \
   --out /tmp/sol --budget_s 60 --shapes "$shape" --probes "pattern=tiles_64,split_k=16,prefetch=4"
 echo "done $(date -u)" >>"$log"

@@ -374,13 +374,14 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
   otherwise).
 
-  A weight in WeightLayout.TILES_64 at M = 1: split 8, code words 4 ahead (run 46:
-  19.3 / 20.7 us against the row layout's defaults 22.1 / 21.1; its splits 2 and 4 took
-  20.9-21.0 / 22.8-32.7). At M >= 2 the same tiles as rows (run 46, M = 2: 24.6 / 22.8
-  us tiled against 28.4 / 25.3)."""
+  A weight in WeightLayout.TILES_64 at M = 1: split 16, code words 4 ahead, pinned by
+  a CTA barrier (pin_loads; run 56: 17.8 / 19.0 us against split 8 unpinned 19.0 /
+  20.9, and split 8 pinned 21.6 / 21.3; run 46 chose split 8 over 2 and 4 unpinned).
+  At M >= 2 the same tiles as rows (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 /
+  25.3)."""
   if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
     return MmaGemvConfig(split_k=_split_fitting_k(_TILED_M1_SPLIT, k, MmaGemvConfig()),
-                         prefetch=4, queue_words=True)
+                         prefetch=4, queue_words=True, pin_loads=True)
   split = _gemv_split(m, n, k, MmaGemvConfig())
   if m == 1:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),
@@ -409,8 +410,9 @@ def default_int8_gemv_config(m: int, n: int, k: int) -> MmaGemvConfig:
 _MMA_GEMV_M1_PROGRAMS = 448
 
 
-# The MMA GEMV's K split at M = 1 on a WeightLayout.TILES_64 weight (run 46).
-_TILED_M1_SPLIT = 8
+# The MMA GEMV's K split at M = 1 on a WeightLayout.TILES_64 weight (run 56; with
+# pinned loads: 4 steps a program at K = 4096, all loaded before the first MMA).
+_TILED_M1_SPLIT = 16
 
 
 def _gemv_split(m: int, n: int, k: int, tile) -> int:
