@@ -374,14 +374,17 @@ def default_mma_gemv_config(m: int, n: int, k: int,
   Splits shrink where K needs it; N must be a multiple of 64 (check() says so
   otherwise).
 
-  A weight in WeightLayout.TILES_64 at M = 1: split 16, code words 4 ahead, pinned by
-  a CTA barrier (pin_loads; run 56: 17.8 / 19.0 us against split 8 unpinned 19.0 /
-  20.9, and split 8 pinned 21.6 / 21.3; run 46 chose split 8 over 2 and 4 unpinned).
+  A weight in WeightLayout.TILES_64 at M = 1: split 16, code words 4 ahead and the
+  activations 1, pinned by a CTA barrier (pin_loads; run 57: 18.2 / 18.0 us against
+  18.2 / 18.9 without the activations queued, split 16 unpinned 18.6 / 20.1 and the
+  former split 8 unpinned 19.4 / 20.7; run 56: split 8 pinned 21.6 / 21.3; run 46
+  chose split 8 over 2 and 4 unpinned).
   At M >= 2 the same tiles as rows (run 46, M = 2: 24.6 / 22.8 us tiled against 28.4 /
   25.3)."""
   if m == 1 and WeightLayout(weight_layout) is WeightLayout.TILES_64:
     return MmaGemvConfig(split_k=_split_fitting_k(_TILED_M1_SPLIT, k, MmaGemvConfig()),
-                         prefetch=4, queue_words=True, pin_loads=True)
+                         prefetch=4, prefetch_activations=1, queue_words=True,
+                         pin_loads=True)
   split = _gemv_split(m, n, k, MmaGemvConfig())
   if m == 1:
     return MmaGemvConfig(split_k=split, prefetch=4, prefetch_activations=4 * (split <= 4),

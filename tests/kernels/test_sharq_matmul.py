@@ -410,11 +410,11 @@ def test_mma_gemv_config_rules(weight):
   assert default_mma_gemv_config(4, 64, 256) == MmaGemvConfig(split_k=4, queue_words=True)
   # N below one tile: a default is still made (check() then names the problem).
   assert default_mma_gemv_config(1, 32, 256).split_k == 4
-  # a tiled weight at M = 1: split 16 with pinned loads at both big shapes (run 56),
-  # less where K needs it; rows' rules at M >= 2
+  # a tiled weight at M = 1: split 16, activations 1 ahead, pinned loads at both big
+  # shapes (runs 56-57), less split where K needs it; rows' rules at M >= 2
   for n, k in ((14336, 4096), (4096, 14336)):
     assert default_mma_gemv_config(1, n, k, WeightLayout.TILES_64) == MmaGemvConfig(
-        split_k=16, prefetch=4, queue_words=True, pin_loads=True)
+        split_k=16, prefetch=4, prefetch_activations=1, queue_words=True, pin_loads=True)
     assert (default_mma_gemv_config(2, n, k, WeightLayout.TILES_64)
             == default_mma_gemv_config(2, n, k))
   assert default_mma_gemv_config(1, 1024, 512, WeightLayout.TILES_64).split_k == 8
