@@ -460,6 +460,12 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
         row["sharq_exact_speedup_vs_sdg"] = row["nvfp4_sdg_us"] / row["sharq_exact_us"]
       if row.get("gemm_exact_us"):
         row["gemm_payload_tbs"] = pbytes / (row["gemm_exact_us"] * 1e-6) / 1e12
+      if hasattr(b, "ceil"):  # roofline floors from the measured ceilings
+        # weight bytes at the HBM read rate, or one product's FLOPs at the bf16 GEMM rate
+        row["floor_bf16_us"] = max(wbytes16 / b.ceil["hbm_read"],
+                                   flops / b.ceil["bf16_flops"]) * 1e6
+        row["floor_sharq_us"] = max(pbytes / b.ceil["hbm_read"],
+                                    flops / b.ceil["bf16_flops"]) * 1e6
       b.record(**row)
       b.log(f"[linear] k={k} n={n} m={m} summary: " + json.dumps(
           {kk: (round(v, 2) if isinstance(v, float) else v) for kk, v in row.items()
@@ -692,8 +698,10 @@ _SMOKE = False
 LINEAR_DEVICE_TIMER = False
 
 
-def main():
-  ap = argparse.ArgumentParser()
+def main(argv=None) -> list[dict]:
+  """Runs the sections named by argv (sys.argv[1:] when None); returns the records
+  written to OUT/results.jsonl by this run (experiments/bench_linear.py reads them)."""
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
   ap.add_argument("--budget_s", type=float, default=540)
   ap.add_argument("--sections",
@@ -709,7 +717,7 @@ def main():
                   help="linear section: wall clock (default) or the kernels' device time")
   ap.add_argument("--weight_layout", default="rows", choices=[v.value for v in WeightLayout],
                   help="linear and decoder sections: the layout of the MMA GEMV's weights")
-  args = ap.parse_args()
+  args = ap.parse_args(argv)
   globals()["GEMV_WEIGHT_LAYOUT"] = WeightLayout(args.weight_layout)
   globals()["LINEAR_DEVICE_TIMER"] = args.linear_timer == "device"
   globals()["DEC_BATCHES"] = tuple(int(v) for v in args.decoder_batches.split(","))
@@ -750,6 +758,7 @@ def main():
       b.log(f"[main] section {name} failed:\n{traceback.format_exc()[-3000:]}")
     b.log(f"[main] section {name} took {time.time()-t:.0f} s; {b.left():.0f} s left")
   b.log("[main] done")
+  return b.records
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ EXPERIMENTS: dict[str, str] = {
     "tensor_error": "experiments.tensor_error",
     "model_eval": "experiments.model_eval",
     "layer_diagnostics": "experiments.layer_diagnostics",
+    "bench_linear": "experiments.bench_linear",
 }
 
 

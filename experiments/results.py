@@ -84,3 +84,35 @@ def bar_plot(path: str, labels: Sequence[str], values: Sequence[float], *, ylabe
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def line_plot(path: str, series: dict[str, tuple[Sequence[float], Sequence[float]]], *,
+              xlabel: str, ylabel: str, title: str, logx: bool = False,
+              references: Sequence[tuple[float, str]] = ()) -> str | None:
+  """Saves one line per `label -> (xs, ys)` as PNG, with dashed horizontal reference
+  lines `(y, label)`; skipped, returning None, without matplotlib or data."""
+  if not any(len(xs) for xs, _ in series.values()):
+    return None
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for label, (xs, ys) in series.items():
+    ax.plot(list(xs), list(ys), marker="o", label=label)
+  for y, label in references:
+    ax.axhline(y, color="gray", linestyle="--", linewidth=1)
+    ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), fontsize=8,
+                color="gray", va="bottom")
+  if logx:
+    ax.set_xscale("log", base=2)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

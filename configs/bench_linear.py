@@ -1,0 +1,63 @@
+"""SharQ linear layers against XLA bf16, fp8 and `scaled_dot_general` NVFP4 on a GPU.
+
+Llama-3.1-8B layer shapes; the fused prep kernel; a Llama-3.1-8B-shaped decoder step.
+Runs benchmarks/bench_linear.py's sections (see BENCHMARKS.md for the method).
+
+    python -m experiments.run --config=configs/bench_linear.py           # every section
+    python -m experiments.run --config=configs/bench_linear.py:decode    # M = 1-16, decoder
+    python -m experiments.run --config=configs/bench_linear.py:prefill   # M = 4096, 16384
+    python -m experiments.run --config=configs/bench_linear.py:smoke     # CPU, interpret mode
+
+Every variant but `smoke` needs an NVIDIA GPU (Hopper for the tensor-core kernels).
+"""
+
+import ml_collections
+
+from sharq_jax.kernels.sharq_matmul import specs
+
+ALL_SECTIONS = ("ceilings", "diag", "check", "sweep", "prepsweep", "dense", "decoder",
+                "linear", "prep")
+BIG_SHAPES = ("4096x14336", "14336x4096")  # the decode targets' shapes
+VARIANTS = ("default", "decode", "prefill", "smoke")
+
+
+def get_config(arg: str = "default"):
+  """Config for experiments/bench_linear.py; arg is one of VARIANTS."""
+  arg = arg or "default"
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown variant {arg!r}: use one of {VARIANTS}")
+  config = ml_collections.ConfigDict()
+  config.experiment = "bench_linear"
+  config.name = "bench_linear" + ("" if arg == "default" else f"_{arg}")
+  config.sections = ALL_SECTIONS
+  config.ms = specs.BENCH_MS
+  config.shapes = tuple(f"{k}x{n}" for k, n in specs.LLAMA31_8B_SHAPES)
+  config.decoder_batches = (1, 8)
+  # "device": each call's kernel time from a profiler trace (no host dispatch);
+  # "wall": block_until_ready around R calls.
+  config.linear_timer = "device"
+  # The MMA/int8 GEMVs' weight layout (sharq_matmul.WeightLayout value): tiles_64 is
+  # the faster one at M = 1-4.
+  config.weight_layout = "rows"
+  config.budget_s = 3600.0  # sections left when the budget ends are skipped and logged
+  config.smoke = False
+  if arg == "decode":
+    config.sections = ("ceilings", "linear", "decoder")
+    config.ms = (1, 2, 4, 16)
+    config.shapes = BIG_SHAPES
+    config.decoder_batches = (1, 4)
+    config.weight_layout = "tiles_64"
+    config.budget_s = 1200.0
+  elif arg == "prefill":
+    config.sections = ("ceilings", "dense", "linear", "prep")
+    config.ms = (4096, 16384)
+    config.budget_s = 1200.0
+  elif arg == "smoke":
+    config.sections = ("ceilings", "check", "linear", "decoder")
+    config.ms = (1, 16)
+    config.shapes = ("256x128",)
+    config.decoder_batches = (1,)
+    config.linear_timer = "wall"
+    config.budget_s = 600.0
+    config.smoke = True
+  return config
