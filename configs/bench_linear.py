@@ -13,8 +13,10 @@ Every variant but `smoke` needs an NVIDIA GPU (Hopper for the tensor-core kernel
 
 import ml_collections
 
-from sharq_jax.kernels.sharq_matmul import specs
-
+# Literal values, so that loading a config needs no kernels package (the benchmark
+# device runs from a plain checkout); tests check them against sharq_matmul.specs.
+LLAMA31_8B_SHAPES = ("4096x4096", "4096x1024", "4096x14336", "14336x4096")  # K x N
+BENCH_MS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
 ALL_SECTIONS = ("ceilings", "diag", "check", "sweep", "prepsweep", "dense", "decoder",
                 "linear", "prep")
 BIG_SHAPES = ("4096x14336", "14336x4096")  # the decode targets' shapes
@@ -30,8 +32,8 @@ def get_config(arg: str = "default"):
   config.experiment = "bench_linear"
   config.name = "bench_linear" + ("" if arg == "default" else f"_{arg}")
   config.sections = ALL_SECTIONS
-  config.ms = specs.BENCH_MS
-  config.shapes = tuple(f"{k}x{n}" for k, n in specs.LLAMA31_8B_SHAPES)
+  config.ms = BENCH_MS
+  config.shapes = LLAMA31_8B_SHAPES
   config.decoder_batches = (1, 8)
   # "device": each call's kernel time from a profiler trace (no host dispatch);
   # "wall": block_until_ready around R calls.

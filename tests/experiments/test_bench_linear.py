@@ -53,6 +53,13 @@ def test_speedup_series_orders_points_by_m_per_shape_and_mode():
                     "64x32 fast": ([16], [0.9])}
 
 
+def test_default_shapes_and_ms_are_the_kernels_specs():
+  from sharq_jax.kernels.sharq_matmul import specs  # pylint: disable=g-import-not-at-top
+  config = bench_linear_config.get_config()
+  assert config.shapes == tuple(f"{k}x{n}" for k, n in specs.LLAMA31_8B_SHAPES)
+  assert config.ms == specs.BENCH_MS
+
+
 def test_variants_and_script_command_line():
   config = bench_linear_config.get_config("decode")
   argv = bench_linear.script_argv(config, "/tmp/x")
