@@ -70,3 +70,24 @@ def test_variants_and_script_command_line():
   assert "--smoke" in bench_linear.script_argv(bench_linear_config.get_config("smoke"), "/x")
   with pytest.raises(ValueError, match="unknown variant"):
     bench_linear_config.get_config("fast")
+
+
+@pytest.mark.parametrize("busy_s", [1e-3, 0.0])
+def test_ceilings_take_the_device_clock_when_asked_and_traced(tmp_path, monkeypatch, busy_s):
+  from benchmarks import bench_linear as script  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(script, "CEIL_N", 1 << 12)
+  monkeypatch.setattr(script, "CEIL_MM", 64)
+  monkeypatch.setattr(script, "LINEAR_DEVICE_TIMER", True)
+  # busy 0 is what a trace without a device process (a CPU) gives: the wall clock then
+  monkeypatch.setattr(script.harness, "device_time_calls",
+                      lambda fn, sets: {"busy_s": busy_s, "span_s": busy_s, "kernels": {}})
+  b = script.Bench(str(tmp_path), 60)
+  script.sec_ceilings(b)
+  if busy_s:
+    assert b.ceil["timer"] == "device"
+    assert b.ceil["hbm_read"] == pytest.approx((1 << 12) * 2 / busy_s)
+    assert b.ceil["hbm_copy"] == pytest.approx((1 << 12) * 4 / busy_s)
+    assert b.ceil["bf16_flops"] == pytest.approx(2 * 64**3 / busy_s)
+  else:
+    assert b.ceil["timer"] == "wall"
+    assert 0 < b.ceil["hbm_read"] < float("inf")
