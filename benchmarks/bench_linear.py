@@ -108,30 +108,30 @@ count_neq = harness.count_neq
 # Ceilings
 # ------------------------------------------------------------------------------------
 
+def seconds_per_call(fn, sets, **kw) -> tuple[float, str]:
+  """(seconds per call, "device" or "wall"): the kernels' device time from a profiler
+  trace with --linear_timer device where a device is traced, else the wall clock
+  (time_calls, which takes kw). The ceilings and the prep section use it, so that
+  their ratios to each other and to the linear rows compare like with like (the wall
+  clock adds the host's dispatch)."""
+  if LINEAR_DEVICE_TIMER:
+    busy = harness.device_time_calls(fn, sets)["busy_s"]
+    if busy:
+      return busy, "device"
+  return time_calls(fn, sets, **kw), "wall"
+
+
 def sec_ceilings(b: Bench):
-  timer = "wall"
-
-  def seconds(fn, sets, iters):
-    # With --linear_timer device the ceilings use the linear rows' clock too, so that
-    # the roofline floors compare like with like (the wall clock adds the dispatch).
-    nonlocal timer
-    if LINEAR_DEVICE_TIMER:
-      busy = harness.device_time_calls(fn, sets)["busy_s"]
-      if busy:
-        timer = "device"
-        return busy
-    return time_calls(fn, sets, iters=iters)
-
   n = CEIL_N
   x = jax.random.normal(b.next_key(), (n,), jnp.bfloat16)
-  t = seconds(lambda v: v + jnp.bfloat16(1), [(x,)], 9)
+  t, timer = seconds_per_call(lambda v: v + jnp.bfloat16(1), [(x,)], iters=9)
   bw_copy = 2 * n * 2 / t
-  t = seconds(lambda v: jnp.max(v), [(x,)], 9)
+  t, _ = seconds_per_call(lambda v: jnp.max(v), [(x,)], iters=9)
   bw_read = n * 2 / t
   del x
   a = jax.random.normal(b.next_key(), (CEIL_MM, CEIL_MM), jnp.bfloat16)
   c = jax.random.normal(b.next_key(), (CEIL_MM, CEIL_MM), jnp.bfloat16)
-  t = seconds(lambda p, q: jnp.dot(p, q), [(a, c)], 7)
+  t, _ = seconds_per_call(lambda p, q: jnp.dot(p, q), [(a, c)], iters=7)
   tf = 2 * CEIL_MM**3 / t
   b.ceil = dict(hbm_copy=bw_copy, hbm_read=bw_read, bf16_flops=tf, timer=timer)
   b.log(f"[ceilings] ({timer}) HBM copy (read+write) {bw_copy/1e12:.2f} TB/s, HBM read "
@@ -541,7 +541,7 @@ def sec_prep(b: Bench):
         for mode in PathMode:
           cfg = default_config(m, k)
           try:
-            t = time_calls(lambda x, mode=mode, rms=rms: sharq_prep(
+            t, timer = seconds_per_call(lambda x, mode=mode, rms=rms: sharq_prep(
                 x, gamma=g if rms else None, mode=mode).paths, [(x,) for x in xs])
           except Exception as ex:  # pylint: disable=broad-except
             b.log(f"[prep] m={m} k={k}: ERROR {type(ex).__name__}: {str(ex)[:300]}")
@@ -549,10 +549,10 @@ def sec_prep(b: Bench):
           nbytes = m * k * (2 + 2 + 2 * mode.num_paths)  # stats read, read, write
           bw = nbytes / t
           frac = bw / b.ceil["hbm_copy"] if hasattr(b, "ceil") else float("nan")
-          b.log(f"[prep] m={m} k={k} rms={rms} {mode.value}: {t*1e6:.1f} us, "
+          b.log(f"[prep] m={m} k={k} rms={rms} {mode.value} ({timer}): {t*1e6:.1f} us, "
                 f"{bw/1e12:.2f} TB/s ({frac*100:.0f}% of copy BW) cfg={cfg}")
           b.record(section="prep", m=m, k=k, rms=rms, mode=mode.value, t_us=t * 1e6,
-                   tbs=bw / 1e12, frac_copy=frac)
+                   tbs=bw / 1e12, frac_copy=frac, timer=timer)
 
 
 # ------------------------------------------------------------------------------------
@@ -727,7 +727,8 @@ def main(argv=None) -> list[dict]:
   ap.add_argument("--decoder_batches", default=",".join(map(str, DEC_BATCHES)),
                   help="batch sizes of the decoder-step section")
   ap.add_argument("--linear_timer", default="wall", choices=("wall", "device"),
-                  help="linear section: wall clock (default) or the kernels' device time")
+                  help="linear, ceilings and prep sections: wall clock (default) or the "
+                       "kernels' device time")
   ap.add_argument("--weight_layout", default="rows", choices=[v.value for v in WeightLayout],
                   help="linear and decoder sections: the layout of the MMA GEMV's weights")
   args = ap.parse_args(argv)

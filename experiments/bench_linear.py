@@ -21,7 +21,7 @@ LINEAR_COLUMNS = ["k", "n", "m", "impl", "weight_layout", "sharq_exact_timer", "
 DECODER_COLUMNS = ["batch", "layers", "ctx", "weight_layout", "bf16_us", "sharq_exact_us",
                    "sharq_fast_us", "sharq_exact_speedup", "sharq_fast_speedup",
                    "bf16_busy_us", "sharq_exact_busy_us", "sharq_fast_busy_us"]
-PREP_COLUMNS = ["m", "k", "rms", "mode", "t_us", "tbs", "frac_copy"]
+PREP_COLUMNS = ["m", "k", "rms", "mode", "timer", "t_us", "tbs", "frac_copy"]
 DECODE_TARGET = 3.0  # issue 4: decode linear >= 3x XLA bf16
 
 

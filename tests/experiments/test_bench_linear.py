@@ -91,3 +91,25 @@ def test_ceilings_take_the_device_clock_when_asked_and_traced(tmp_path, monkeypa
   else:
     assert b.ceil["timer"] == "wall"
     assert 0 < b.ceil["hbm_read"] < float("inf")
+
+
+def test_prep_section_takes_the_same_clock_as_the_ceilings(tmp_path, monkeypatch):
+  from benchmarks import bench_linear as script  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(script, "CEIL_N", 1 << 12)
+  monkeypatch.setattr(script, "CEIL_MM", 64)
+  monkeypatch.setattr(script, "PREP_KS", (256,))
+  monkeypatch.setattr(script, "PREP_MS", (16,))
+  monkeypatch.setattr(script, "n_calls", lambda m: 2)
+  monkeypatch.setattr(script, "LINEAR_DEVICE_TIMER", True)
+  monkeypatch.setattr(script.harness, "device_time_calls",
+                      lambda fn, sets: {"busy_s": 2e-6, "span_s": 2e-6, "kernels": {}})
+  b = script.Bench(str(tmp_path), 60)
+  script.sec_ceilings(b)
+  script.sec_prep(b)
+  rows = [r for r in b.records if r["section"] == "prep"]
+  assert len(rows) == 4  # rms off/on × exact/fast
+  for r in rows:
+    paths = 2 if r["mode"] == "exact" else 1
+    nbytes = 16 * 256 * (2 + 2 + 2 * paths)  # stats read, read, one float16 plane per path
+    assert r["timer"] == "device" and r["t_us"] == pytest.approx(2.0)
+    assert r["frac_copy"] == pytest.approx((nbytes / 2e-6) / ((1 << 12) * 4 / 2e-6))
