@@ -111,9 +111,9 @@ count_neq = harness.count_neq
 def seconds_per_call(fn, sets, **kw) -> tuple[float, str]:
   """(seconds per call, "device" or "wall"): the kernels' device time from a profiler
   trace with --linear_timer device where a device is traced, else the wall clock
-  (time_calls, which takes kw). The ceilings and the prep section use it, so that
-  their ratios to each other and to the linear rows compare like with like (the wall
-  clock adds the host's dispatch)."""
+  (time_calls, which takes kw). The ceilings, the linear rows and the prep section
+  all use it, so that their ratios compare like with like (the wall clock adds the
+  host's dispatch)."""
   if LINEAR_DEVICE_TIMER:
     busy = harness.device_time_calls(fn, sets)["busy_s"]
     if busy:
@@ -405,10 +405,7 @@ def sec_linear(b: Bench, best, ms, shapes, dense_pick, prep_pick):
 
       def run(name, fn, sets, bytes_w, row=row):
         try:
-          t = harness.device_time_calls(fn, sets)["busy_s"] if LINEAR_DEVICE_TIMER else 0
-          row[name + "_timer"] = "device" if t else "wall"
-          if not t:  # the wall clock, or no device process in the trace (CPU)
-            t = time_calls(fn, sets)
+          t, row[name + "_timer"] = seconds_per_call(fn, sets)
         except Exception as ex:  # pylint: disable=broad-except
           b.log(f"[linear] k={k} n={n} m={m} {name}: ERROR {type(ex).__name__}: "
                 f"{str(ex)[:300]}")

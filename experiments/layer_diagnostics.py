@@ -120,11 +120,8 @@ def _summary(rows, method_names):
 
 
 def _plot(rows, method_names, path):
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  plt = results.pyplot()
+  if plt is None:
     return None
   fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
   for m in method_names:

@@ -65,14 +65,22 @@ def save(out_dir: str, stem: str, rows: Sequence[dict[str, Any]], columns: Seque
   return dict(json=json_path, csv=csv_path, md=md_path)
 
 
-def bar_plot(path: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str,
-             title: str, reference: float | None = None) -> str | None:
-  """Saves a horizontal bar chart as PNG (skipped, returning None, without matplotlib)."""
+def pyplot():
+  """matplotlib.pyplot on the headless Agg backend, or None when matplotlib is missing."""
   try:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   except ImportError:
+    return None
+  return plt
+
+
+def bar_plot(path: str, labels: Sequence[str], values: Sequence[float], *, ylabel: str,
+             title: str, reference: float | None = None) -> str | None:
+  """Saves a horizontal bar chart as PNG (skipped, returning None, without matplotlib)."""
+  plt = pyplot()
+  if plt is None:
     return None
   fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
   ax.barh(list(labels)[::-1], list(values)[::-1], color="#4C72B0")
@@ -93,11 +101,8 @@ def line_plot(path: str, series: dict[str, tuple[Sequence[float], Sequence[float
   lines `(y, label)`; skipped, returning None, without matplotlib or data."""
   if not any(len(xs) for xs, _ in series.values()):
     return None
-  try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  except ImportError:
+  plt = pyplot()
+  if plt is None:
     return None
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for label, (xs, ys) in series.items():
