@@ -20,13 +20,25 @@ BENCH_MS = (1, 4, 16, 64, 256, 1024, 4096, 16384)
 ALL_SECTIONS = ("ceilings", "diag", "check", "sweep", "prepsweep", "dense", "decoder",
                 "linear", "prep")
 BIG_SHAPES = ("4096x14336", "14336x4096")  # the decode targets' shapes
-VARIANTS = ("default", "decode", "prefill", "smoke")
+# Each variant: the fields it changes from the default.
+VARIANT_OVERRIDES = {
+    "default": {},
+    "decode": dict(sections=("ceilings", "linear", "decoder"), ms=(1, 2, 4, 16),
+                   shapes=BIG_SHAPES, decoder_batches=(1, 4), weight_layout="tiles_64",
+                   budget_s=1200.0),
+    "prefill": dict(sections=("ceilings", "dense", "linear", "prep"), ms=(4096, 16384),
+                    budget_s=1200.0),
+    "smoke": dict(sections=("ceilings", "check", "linear", "decoder"), ms=(1, 16),
+                  shapes=("256x128",), decoder_batches=(1,), linear_timer="wall",
+                  budget_s=600.0, smoke=True),
+}
+VARIANTS = tuple(VARIANT_OVERRIDES)
 
 
 def get_config(arg: str = "default"):
   """Config for experiments/bench_linear.py; arg is one of VARIANTS."""
   arg = arg or "default"
-  if arg not in VARIANTS:
+  if arg not in VARIANT_OVERRIDES:
     raise ValueError(f"unknown variant {arg!r}: use one of {VARIANTS}")
   config = ml_collections.ConfigDict()
   config.experiment = "bench_linear"
@@ -43,23 +55,5 @@ def get_config(arg: str = "default"):
   config.weight_layout = "rows"
   config.budget_s = 3600.0  # sections left when the budget ends are skipped and logged
   config.smoke = False
-  if arg == "decode":
-    config.sections = ("ceilings", "linear", "decoder")
-    config.ms = (1, 2, 4, 16)
-    config.shapes = BIG_SHAPES
-    config.decoder_batches = (1, 4)
-    config.weight_layout = "tiles_64"
-    config.budget_s = 1200.0
-  elif arg == "prefill":
-    config.sections = ("ceilings", "dense", "linear", "prep")
-    config.ms = (4096, 16384)
-    config.budget_s = 1200.0
-  elif arg == "smoke":
-    config.sections = ("ceilings", "check", "linear", "decoder")
-    config.ms = (1, 16)
-    config.shapes = ("256x128",)
-    config.decoder_batches = (1,)
-    config.linear_timer = "wall"
-    config.budget_s = 600.0
-    config.smoke = True
+  config.update(VARIANT_OVERRIDES[arg])
   return config
